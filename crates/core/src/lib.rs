@@ -1,0 +1,13 @@
+//! vouch-core: pure-Rust TPM 2.0 evidence handling for Vouch.
+//!
+//! Everything here verifies or constructs; nothing talks to a TPM. The verifier and registrar
+//! depend only on this crate, so they carry no C TPM library.
+
+pub mod credential;
+pub mod der;
+pub mod ekcert;
+pub mod keylime;
+pub mod keys;
+pub mod quote;
+pub mod tools;
+pub mod tpm;

@@ -1,0 +1,12 @@
+//! TPM 2.0 structures (TPM 2.0 Library, Part 2), parsed strictly and marshalled back exactly.
+
+pub mod alg;
+pub mod attest;
+pub mod pcr;
+pub mod signature;
+pub mod public;
+pub mod wire;
+
+pub use alg::HashAlg;
+pub use public::{EccCurve, KdfScheme, Name, ObjectAttributes, Public, PublicKey, Scheme, SymDef};
+pub use wire::{Reader, WireError, WireReason, Writer};
