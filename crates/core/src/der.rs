@@ -16,7 +16,9 @@ pub enum DerError {
     Pem(String),
 }
 
-const OID_RSA_ENCRYPTION: &[u8] = &[0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01];
+const OID_RSA_ENCRYPTION: &[u8] = &[
+    0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01,
+];
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 const OID_P384: &[u8] = &[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22];
@@ -72,7 +74,10 @@ pub fn ec_point(curve: EccCurve, x: &[u8], y: &[u8]) -> Result<Vec<u8>, DerError
     out.push(0x04);
     for c in [x, y] {
         if c.len() > n {
-            return Err(DerError::Coordinate { len: c.len(), curve: curve.name() });
+            return Err(DerError::Coordinate {
+                len: c.len(),
+                curve: curve.name(),
+            });
         }
         out.resize(out.len() + n - c.len(), 0);
         out.extend_from_slice(c);
@@ -98,7 +103,9 @@ pub fn ec_spki(curve: EccCurve, x: &[u8], y: &[u8]) -> Result<Vec<u8>, DerError>
 /// SubjectPublicKeyInfo of a TPM public area.
 pub fn spki(public: &Public) -> Result<Vec<u8>, DerError> {
     match &public.key {
-        PublicKey::Rsa { modulus, exponent, .. } => {
+        PublicKey::Rsa {
+            modulus, exponent, ..
+        } => {
             if modulus.is_empty() {
                 return Err(DerError::EmptyKey);
             }
@@ -129,9 +136,18 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
 pub fn pem_decode(label: &str, text: &str) -> Result<Vec<u8>, DerError> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
-    let start = text.find(&begin).ok_or_else(|| DerError::Pem(format!("no '{begin}' line")))? + begin.len();
-    let stop = text[start..].find(&end).ok_or_else(|| DerError::Pem(format!("no '{end}' line")))? + start;
-    let b64: String = text[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    let start = text
+        .find(&begin)
+        .ok_or_else(|| DerError::Pem(format!("no '{begin}' line")))?
+        + begin.len();
+    let stop = text[start..]
+        .find(&end)
+        .ok_or_else(|| DerError::Pem(format!("no '{end}' line")))?
+        + start;
+    let b64: String = text[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|e| DerError::Pem(format!("bad base64 in {label}: {e}")))
@@ -154,7 +170,10 @@ mod tests {
         let der = rsa_spki(&[0xc5; 256], 65537);
         let (rest, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der).unwrap();
         assert!(rest.is_empty());
-        assert_eq!(spki.algorithm.algorithm.to_id_string(), "1.2.840.113549.1.1.1");
+        assert_eq!(
+            spki.algorithm.algorithm.to_id_string(),
+            "1.2.840.113549.1.1.1"
+        );
         let der = ec_spki(EccCurve::NistP256, &[1; 32], &[2; 31]).unwrap();
         let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der).unwrap();
         assert_eq!(spki.subject_public_key.data.len(), 65);

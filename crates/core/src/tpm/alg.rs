@@ -40,7 +40,12 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
-    pub const ALL: [HashAlg; 4] = [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512];
+    pub const ALL: [HashAlg; 4] = [
+        HashAlg::Sha1,
+        HashAlg::Sha256,
+        HashAlg::Sha384,
+        HashAlg::Sha512,
+    ];
 
     pub fn id(self) -> u16 {
         match self {
@@ -66,7 +71,9 @@ impl HashAlg {
     }
 
     pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|h| h.name().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(s))
     }
 
     pub fn digest_len(self) -> usize {

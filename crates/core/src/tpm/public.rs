@@ -51,12 +51,20 @@ impl ObjectAttributes {
 pub enum SymDef {
     Null,
     /// Any non-null symmetric cipher: algorithm, key bits, mode.
-    Cipher { alg: u16, key_bits: u16, mode: u16 },
+    Cipher {
+        alg: u16,
+        key_bits: u16,
+        mode: u16,
+    },
 }
 
 impl SymDef {
     /// AES-128-CFB, the parent protection of the TCG EK templates.
-    pub const AES_128_CFB: SymDef = SymDef::Cipher { alg: TPM_ALG_AES, key_bits: 128, mode: TPM_ALG_CFB };
+    pub const AES_128_CFB: SymDef = SymDef::Cipher {
+        alg: TPM_ALG_AES,
+        key_bits: 128,
+        mode: TPM_ALG_CFB,
+    };
 
     fn read(r: &mut Reader<'_>, what: &str) -> Result<Self, WireError> {
         let alg = r.u16(&format!("{what}.algorithm"))?;
@@ -65,7 +73,11 @@ impl SymDef {
         }
         let key_bits = r.u16(&format!("{what}.keyBits"))?;
         let mode = r.u16(&format!("{what}.mode"))?;
-        Ok(SymDef::Cipher { alg, key_bits, mode })
+        Ok(SymDef::Cipher {
+            alg,
+            key_bits,
+            mode,
+        })
     }
 
     fn write(&self, w: &mut Writer) {
@@ -73,7 +85,11 @@ impl SymDef {
             SymDef::Null => {
                 w.u16(TPM_ALG_NULL);
             }
-            SymDef::Cipher { alg, key_bits, mode } => {
+            SymDef::Cipher {
+                alg,
+                key_bits,
+                mode,
+            } => {
                 w.u16(alg).u16(key_bits).u16(mode);
             }
         }
@@ -115,7 +131,13 @@ impl Scheme {
                 let h = HashAlg::read(r, &hash_what)?;
                 Scheme::Ecdaa(h, r.u16(&format!("{what}.details.count"))?)
             }
-            other => return Err(r.error_at(at, &format!("{what}.scheme"), WireReason::Unknown(other.into()))),
+            other => {
+                return Err(r.error_at(
+                    at,
+                    &format!("{what}.scheme"),
+                    WireReason::Unknown(other.into()),
+                ))
+            }
         })
     }
 
@@ -168,10 +190,15 @@ impl KdfScheme {
         let alg = r.u16(&format!("{what}.scheme"))?;
         match alg {
             TPM_ALG_NULL => Ok(KdfScheme::Null),
-            TPM_ALG_KDF1_SP800_56A | TPM_ALG_KDF2 | TPM_ALG_KDF1_SP800_108 => {
-                Ok(KdfScheme::Kdf { alg, hash: HashAlg::read(r, &format!("{what}.details.hashAlg"))? })
-            }
-            other => Err(r.error_at(at, &format!("{what}.scheme"), WireReason::Unknown(other.into()))),
+            TPM_ALG_KDF1_SP800_56A | TPM_ALG_KDF2 | TPM_ALG_KDF1_SP800_108 => Ok(KdfScheme::Kdf {
+                alg,
+                hash: HashAlg::read(r, &format!("{what}.details.hashAlg"))?,
+            }),
+            other => Err(r.error_at(
+                at,
+                &format!("{what}.scheme"),
+                WireReason::Unknown(other.into()),
+            )),
         }
     }
 
@@ -204,7 +231,9 @@ impl EccCurve {
         }
     }
     pub fn from_id(id: u16) -> Option<Self> {
-        [EccCurve::NistP256, EccCurve::NistP384, EccCurve::NistP521].into_iter().find(|c| c.id() == id)
+        [EccCurve::NistP256, EccCurve::NistP384, EccCurve::NistP521]
+            .into_iter()
+            .find(|c| c.id() == id)
     }
     /// Size of one coordinate in bytes.
     pub fn coordinate_len(self) -> usize {
@@ -284,7 +313,10 @@ impl Public {
     pub fn read_tpm2b(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let mut inner = r.sized_reader(MAX_PUBLIC_BYTES, "TPM2B_PUBLIC.size")?;
         if inner.remaining() == 0 {
-            return Err(inner.error("TPM2B_PUBLIC", WireReason::Invalid("empty public area".into())));
+            return Err(inner.error(
+                "TPM2B_PUBLIC",
+                WireReason::Invalid("empty public area".into()),
+            ));
         }
         let p = Self::read_tpmt(&mut inner)?;
         inner.finish("TPM2B_PUBLIC.publicArea")?;
@@ -299,49 +331,103 @@ impl Public {
         }
         let name_alg = HashAlg::read(r, "TPMT_PUBLIC.nameAlg")?;
         let attributes = ObjectAttributes(r.u32("TPMT_PUBLIC.objectAttributes")?);
-        let auth_policy = r.sized(MAX_DIGEST_BYTES, "TPMT_PUBLIC.authPolicy")?.to_vec();
+        let auth_policy = r
+            .sized(MAX_DIGEST_BYTES, "TPMT_PUBLIC.authPolicy")?
+            .to_vec();
         let key = if ty == TPM_ALG_RSA {
             let symmetric = SymDef::read(r, "TPMS_RSA_PARMS.symmetric")?;
             let scheme = Scheme::read(r, "TPMS_RSA_PARMS.scheme")?;
-            if !matches!(scheme, Scheme::Null | Scheme::Rsassa(_) | Scheme::Rsapss(_) | Scheme::Oaep(_) | Scheme::Rsaes) {
-                return Err(r.error("TPMS_RSA_PARMS.scheme", WireReason::Invalid(format!("{scheme:?} is not an RSA scheme"))));
+            if !matches!(
+                scheme,
+                Scheme::Null
+                    | Scheme::Rsassa(_)
+                    | Scheme::Rsapss(_)
+                    | Scheme::Oaep(_)
+                    | Scheme::Rsaes
+            ) {
+                return Err(r.error(
+                    "TPMS_RSA_PARMS.scheme",
+                    WireReason::Invalid(format!("{scheme:?} is not an RSA scheme")),
+                ));
             }
             let key_bits = r.u16("TPMS_RSA_PARMS.keyBits")?;
             let exponent = r.u32("TPMS_RSA_PARMS.exponent")?;
             let at = r.offset();
-            let modulus = r.sized(MAX_RSA_KEY_BYTES, "TPMT_PUBLIC.unique.rsa")?.to_vec();
+            let modulus = r
+                .sized(MAX_RSA_KEY_BYTES, "TPMT_PUBLIC.unique.rsa")?
+                .to_vec();
             if !modulus.is_empty() && modulus.len() * 8 != key_bits as usize {
                 return Err(r.error_at(
                     at,
                     "TPMT_PUBLIC.unique.rsa",
-                    WireReason::Invalid(format!("modulus is {} bits, keyBits says {key_bits}", modulus.len() * 8)),
+                    WireReason::Invalid(format!(
+                        "modulus is {} bits, keyBits says {key_bits}",
+                        modulus.len() * 8
+                    )),
                 ));
             }
-            PublicKey::Rsa { symmetric, scheme, key_bits, exponent, modulus }
+            PublicKey::Rsa {
+                symmetric,
+                scheme,
+                key_bits,
+                exponent,
+                modulus,
+            }
         } else {
             let symmetric = SymDef::read(r, "TPMS_ECC_PARMS.symmetric")?;
             let scheme = Scheme::read(r, "TPMS_ECC_PARMS.scheme")?;
-            if matches!(scheme, Scheme::Rsassa(_) | Scheme::Rsapss(_) | Scheme::Oaep(_) | Scheme::Rsaes) {
-                return Err(r.error("TPMS_ECC_PARMS.scheme", WireReason::Invalid(format!("{scheme:?} is not an ECC scheme"))));
+            if matches!(
+                scheme,
+                Scheme::Rsassa(_) | Scheme::Rsapss(_) | Scheme::Oaep(_) | Scheme::Rsaes
+            ) {
+                return Err(r.error(
+                    "TPMS_ECC_PARMS.scheme",
+                    WireReason::Invalid(format!("{scheme:?} is not an ECC scheme")),
+                ));
             }
             let cat = r.offset();
             let cid = r.u16("TPMS_ECC_PARMS.curveID")?;
-            let curve = EccCurve::from_id(cid)
-                .ok_or_else(|| r.error_at(cat, "TPMS_ECC_PARMS.curveID", WireReason::Unknown(cid.into())))?;
+            let curve = EccCurve::from_id(cid).ok_or_else(|| {
+                r.error_at(
+                    cat,
+                    "TPMS_ECC_PARMS.curveID",
+                    WireReason::Unknown(cid.into()),
+                )
+            })?;
             let kdf = KdfScheme::read(r, "TPMS_ECC_PARMS.kdf")?;
-            let x = r.sized(MAX_ECC_KEY_BYTES, "TPMT_PUBLIC.unique.ecc.x")?.to_vec();
-            let y = r.sized(MAX_ECC_KEY_BYTES, "TPMT_PUBLIC.unique.ecc.y")?.to_vec();
+            let x = r
+                .sized(MAX_ECC_KEY_BYTES, "TPMT_PUBLIC.unique.ecc.x")?
+                .to_vec();
+            let y = r
+                .sized(MAX_ECC_KEY_BYTES, "TPMT_PUBLIC.unique.ecc.y")?
+                .to_vec();
             for (c, n) in [(&x, "x"), (&y, "y")] {
                 if !c.is_empty() && c.len() > curve.coordinate_len() {
                     return Err(r.error(
                         &format!("TPMT_PUBLIC.unique.ecc.{n}"),
-                        WireReason::Invalid(format!("{} bytes is longer than a {} coordinate", c.len(), curve.name())),
+                        WireReason::Invalid(format!(
+                            "{} bytes is longer than a {} coordinate",
+                            c.len(),
+                            curve.name()
+                        )),
                     ));
                 }
             }
-            PublicKey::Ecc { symmetric, scheme, curve, kdf, x, y }
+            PublicKey::Ecc {
+                symmetric,
+                scheme,
+                curve,
+                kdf,
+                x,
+                y,
+            }
         };
-        Ok(Public { name_alg, attributes, auth_policy, key })
+        Ok(Public {
+            name_alg,
+            attributes,
+            auth_policy,
+            key,
+        })
     }
 
     /// Marshal as TPMT_PUBLIC.
@@ -363,14 +449,29 @@ impl Public {
             PublicKey::Rsa { .. } => w.u16(TPM_ALG_RSA),
             PublicKey::Ecc { .. } => w.u16(TPM_ALG_ECC),
         };
-        w.u16(self.name_alg.id()).u32(self.attributes.0).sized(&self.auth_policy);
+        w.u16(self.name_alg.id())
+            .u32(self.attributes.0)
+            .sized(&self.auth_policy);
         match &self.key {
-            PublicKey::Rsa { symmetric, scheme, key_bits, exponent, modulus } => {
+            PublicKey::Rsa {
+                symmetric,
+                scheme,
+                key_bits,
+                exponent,
+                modulus,
+            } => {
                 symmetric.write(w);
                 scheme.write(w);
                 w.u16(*key_bits).u32(*exponent).sized(modulus);
             }
-            PublicKey::Ecc { symmetric, scheme, curve, kdf, x, y } => {
+            PublicKey::Ecc {
+                symmetric,
+                scheme,
+                curve,
+                kdf,
+                x,
+                y,
+            } => {
                 symmetric.write(w);
                 scheme.write(w);
                 w.u16(curve.id());
@@ -410,7 +511,11 @@ impl Name {
             return Err(r.error_at(
                 2,
                 "TPM2B_NAME.digest",
-                WireReason::Invalid(format!("{} bytes, {alg} needs {}", digest.len(), alg.digest_len())),
+                WireReason::Invalid(format!(
+                    "{} bytes, {alg} needs {}",
+                    digest.len(),
+                    alg.digest_len()
+                )),
             ));
         }
         Ok(Name(bytes.to_vec()))

@@ -41,7 +41,11 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0, base: 0 }
+        Self {
+            buf,
+            pos: 0,
+            base: 0,
+        }
     }
 
     /// Absolute offset of the next byte.
@@ -55,18 +59,29 @@ impl<'a> Reader<'a> {
 
     /// Build an error located at the current position.
     pub fn error(&self, what: &str, reason: WireReason) -> WireError {
-        WireError { what: what.to_string(), offset: self.offset(), reason }
+        WireError {
+            what: what.to_string(),
+            offset: self.offset(),
+            reason,
+        }
     }
 
     pub fn error_at(&self, offset: usize, what: &str, reason: WireReason) -> WireError {
-        WireError { what: what.to_string(), offset, reason }
+        WireError {
+            what: what.to_string(),
+            offset,
+            reason,
+        }
     }
 
     pub fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], WireError> {
         if self.remaining() < n {
             return Err(self.error(
                 what,
-                WireReason::Truncated { needed: n, available: self.remaining() },
+                WireReason::Truncated {
+                    needed: n,
+                    available: self.remaining(),
+                },
             ));
         }
         let out = &self.buf[self.pos..self.pos + n];
@@ -110,7 +125,11 @@ impl<'a> Reader<'a> {
     pub fn sized_reader(&mut self, max: usize, what: &str) -> Result<Reader<'a>, WireError> {
         let start = self.offset() + 2;
         let body = self.sized(max, what)?;
-        Ok(Reader { buf: body, pos: 0, base: start })
+        Ok(Reader {
+            buf: body,
+            pos: 0,
+            base: start,
+        })
     }
 
     /// Fail if anything is left: TPM structures are parsed strictly.
@@ -178,7 +197,13 @@ mod tests {
         let err = inner.u32("inner.field").unwrap_err();
         assert_eq!(err.offset, 4);
         assert_eq!(err.what, "inner.field");
-        assert!(matches!(err.reason, WireReason::Truncated { needed: 4, available: 3 }));
+        assert!(matches!(
+            err.reason,
+            WireReason::Truncated {
+                needed: 4,
+                available: 3
+            }
+        ));
     }
 
     #[test]

@@ -1,0 +1,31 @@
+//! The `vouch` command line: argument definitions and dispatch. Each command family lives in
+//! its own module; `main.rs` only parses and prints the error.
+
+pub mod input;
+pub mod tpm;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vouch",
+    version,
+    about = "Vouch: hardware-rooted trust for OpenStack/libvirt clouds"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// TPM tools that read and write tpm2-tools 5.x files.
+    #[command(subcommand)]
+    Tpm(tpm::TpmCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Tpm(cmd) => tpm::run(cmd),
+    }
+}
