@@ -61,6 +61,17 @@ pub enum TpmCommand {
         #[arg(long)]
         ek_public: Option<PathBuf>,
     },
+    /// Show a TPM2B_PUBLIC (Name, attributes) and convert it to PEM or DER for other tools.
+    Readpublic {
+        /// TPM2B_PUBLIC file.
+        #[arg(long, short = 'u')]
+        public: PathBuf,
+        #[arg(long, short = 'f', value_enum, default_value_t = KeyFormat::Pem)]
+        format: KeyFormat,
+        /// Where to write the converted key; nothing is written without it.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
     /// Create the EK of a live TPM; write its public area and certificate.
     Ek {
         #[command(flatten)]
@@ -191,6 +202,14 @@ impl EkAlg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyFormat {
+    /// SubjectPublicKeyInfo, PEM (tpm2_readpublic -f pem)
+    Pem,
+    /// SubjectPublicKeyInfo, DER (tpm2_readpublic -f der)
+    Der,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AkAlg {
     Rsa,
     Ecc,
@@ -253,6 +272,31 @@ pub fn run(cmd: TpmCommand) -> Result<()> {
             }
             if v.key_matched() {
                 println!("  certificate key matches the EK public area");
+            }
+            Ok(())
+        }
+        TpmCommand::Readpublic {
+            public,
+            format,
+            output,
+        } => {
+            let p = input::tpm_public(&public)?;
+            println!("{} name {}", p.describe(), hex::encode(p.name().as_bytes()));
+            let a = p.attributes;
+            println!(
+                "attributes 0x{:08x} (restricted: {}, sign: {}, decrypt: {})",
+                a.0,
+                a.restricted(),
+                a.sign(),
+                a.decrypt()
+            );
+            if let Some(out) = output {
+                let der = vouch_core::der::spki(&p).context("public area holds no key")?;
+                let bytes = match format {
+                    KeyFormat::Pem => vouch_core::der::pem_encode("PUBLIC KEY", &der).into_bytes(),
+                    KeyFormat::Der => der,
+                };
+                input::write(&out, &bytes)?;
             }
             Ok(())
         }

@@ -131,12 +131,22 @@ fn vouch_quote_is_accepted_by_tpm2_checkquote() {
         "q.pcrs",
     ]));
     // tpm2_checkquote wants the key as PEM.
-    let pem = vouch_core::keys::VerifyingKey::from_public(
-        &vouch_core::tpm::Public::from_tpm2b(&lab.read("ak.pub")).unwrap(),
-    )
-    .unwrap()
-    .to_pem();
-    lab.write("ak.pem", pem.as_bytes());
+    let shown = lab.vouch(&[
+        "tpm",
+        "readpublic",
+        "--public",
+        "ak.pub",
+        "--format",
+        "pem",
+        "--output",
+        "ak.pem",
+    ]);
+    assert_ok(&shown);
+    assert!(
+        stdout(&shown).contains("restricted: true, sign: true"),
+        "{}",
+        stdout(&shown)
+    );
     lab.tools(
         "tpm2_checkquote",
         &[

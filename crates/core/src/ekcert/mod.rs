@@ -85,6 +85,8 @@ pub enum ChainFailure {
     UnsupportedSignatureAlgorithm,
     #[error("bad signature")]
     BadSignature,
+    #[error("it is a CA certificate (basicConstraints CA:TRUE), not an end-entity EK certificate")]
+    IsCaCertificate,
     #[error("{0}")]
     Other(String),
 }
@@ -238,6 +240,7 @@ fn chain_failure(e: webpki::Error) -> ChainFailure {
             ChainFailure::UnsupportedSignatureAlgorithm
         }
         E::InvalidSignatureForPublicKey => ChainFailure::BadSignature,
+        E::CaUsedAsEndEntity => ChainFailure::IsCaCertificate,
         other => ChainFailure::Other(format!("{other:?}")),
     }
 }
@@ -280,13 +283,12 @@ pub fn verify_ek_cert(
             None,
         )
         .map_err(|e| {
-            let reason = match chain_failure(e) {
-                ChainFailure::UnknownIssuer
-                    if x509.subject().as_raw() == x509.issuer().as_raw() =>
-                {
-                    ChainFailure::SelfSigned
-                }
-                r => r,
+            // A certificate that names itself as issuer and is not in the store cannot chain,
+            // whatever else webpki found wrong with it first: say the decisive thing.
+            let reason = if x509.subject().as_raw() == x509.issuer().as_raw() {
+                ChainFailure::SelfSigned
+            } else {
+                chain_failure(e)
             };
             chain_err(reason)
         })?;
