@@ -31,6 +31,7 @@ seed() { mkdir -p "fuzz/corpus/$1"; cp "$2" "fuzz/corpus/$1/$(basename "$2")-$(s
   head -c 32 /dev/urandom > secret
   tpm2_makecredential -T none -e ek-rsa.pub -s secret -n "$(xxd -p -c 256 ak-rsa.name)" -o cred.out >/dev/null
   tpm2_nvread 0x01c00002 -o ekcert-rsa.der 2>/dev/null || true
+  tpm2_nvread 0x01c0000a -o ekcert-ecc.der 2>/dev/null || true
   tpm2_flushcontext -t
   tpm2_createek -c ek2.ctx -G ecc -u ek-ecc.pub >/dev/null
   tpm2_createak -C ek2.ctx -c ak2.ctx -G ecc -g sha256 -s ecdsa -u ak-ecc.pub -n ak-ecc.name >/dev/null
@@ -42,8 +43,15 @@ for f in "$work"/*.msg; do seed tpm_attest "$f"; done
 for f in "$work"/*.sig; do seed tpm_signature "$f"; done
 for f in "$work"/*.pcrs; do seed tools_pcr_file "$f"; done
 for f in "$work"/*.name; do seed tpm_name "$f"; done
-[ -f "$work/cred.out" ] && seed credential_file "$work/cred.out"
-[ -f "$work/ekcert-rsa.der" ] && seed ek_cert "$work/ekcert-rsa.der"
+seed credential_file "$work/cred.out"
+# credential_file also reads its input as an EK public area for MakeCredential.
+for f in "$work"/ek-*.pub; do seed credential_file "$f"; done
+for f in "$work"/ekcert-*.der; do [ -f "$f" ] && seed ek_cert "$f"; done
+for f in "$work"/ek-ca/*.pem; do [ -f "$f" ] && seed ek_cert "$f"; done
+# ek_cert signs inputs starting 0xa4 into an EK certificate's subjectAltName: the TCG
+# directoryName {tpmManufacturer, tpmModel, tpmVersion} that swtpm writes.
+mkdir -p fuzz/corpus/ek_cert
+printf '\xa4\x44\x30\x42\x31\x16\x30\x14\x06\x05\x67\x81\x05\x02\x01\x0c\x0bid:00001014\x31\x10\x30\x0e\x06\x05\x67\x81\x05\x02\x02\x0c\x05swtpm\x31\x16\x30\x14\x06\x05\x67\x81\x05\x02\x03\x0c\x0bid:20191023' > fuzz/corpus/ek_cert/tcg-san
 mkdir -p fuzz/corpus/pcr_selection
 printf 'sha1:0,1+sha256:10,16' > fuzz/corpus/pcr_selection/text1
 printf 'sha256:all' > fuzz/corpus/pcr_selection/text2

@@ -8,10 +8,17 @@ set -euo pipefail
 APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools
   libtss2-dev pkg-config build-essential
-  python3 python3-venv python3-gpg
+  python3 python3-venv python3-gpg python3-cryptography openssl xxd
   ca-certificates
 )
 KEYLIME_VERSION=7.14.3
+# The keylime wheel declares no dependencies; these are what its registrar, verifier and tenant
+# import (versions that were run together here). cryptography and gpg come from Debian.
+KEYLIME_DEPS=(
+  packaging==26.3 tornado==6.6.1 SQLAlchemy==2.1.9 alembic==1.20.1 Jinja2==3.1.6
+  jsonschema==4.26.0 lark==1.3.1 psutil==7.2.2 pyasn1==0.6.5 pyasn1_modules==0.4.2
+  requests==2.34.2 pyzmq==27.3.0
+)
 VENV=${VOUCH_KEYLIME_VENV:-/opt/vouch/keylime-venv}
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
@@ -41,11 +48,11 @@ if ! command -v cargo >/dev/null; then
   fi
 fi
 
-if ! "$VENV/bin/python3" -c "import keylime, importlib.metadata as m; assert m.version('keylime') == '$KEYLIME_VERSION'" 2>/dev/null; then
+if ! "$VENV/bin/python3" -c "import tornado, sqlalchemy, alembic, jsonschema, lark, psutil, zmq, keylime.crypto, importlib.metadata as m; assert m.version('keylime') == '$KEYLIME_VERSION'" 2>/dev/null; then
   log "creating $VENV with keylime==$KEYLIME_VERSION (upstream peer)"
   as_root mkdir -p "$(dirname "$VENV")"
   # Debian's python3-gpg is only visible to /usr/bin/python3 with system site packages.
   as_root /usr/bin/python3 -m venv --system-site-packages "$VENV"
-  as_root "$VENV/bin/pip" install -q --disable-pip-version-check "keylime==$KEYLIME_VERSION"
+  as_root "$VENV/bin/pip" install -q --disable-pip-version-check "keylime==$KEYLIME_VERSION" "${KEYLIME_DEPS[@]}"
 fi
 log "ok: $(swtpm --version | head -1); tpm2-tools $(tpm2_quote --version | sed -n 's/.*version="\([^"]*\)".*/\1/p'); keylime $KEYLIME_VERSION in $VENV"

@@ -5,7 +5,7 @@ use vouch_core::keylime::{decrypt_payload, BootstrapKey, EncryptedPayload, KeyHm
 
 fuzz_target!(|data: &[u8]| {
     let key = BootstrapKey::from_bytes(&[7u8; 32]).expect("32-byte key");
-    if let Ok(p) = EncryptedPayload::from_bytes(data) {
+    if let Ok(p) = EncryptedPayload::from_bytes(data.to_vec()) {
         // A random 16-byte tag authenticating is a 2^-128 event: treat success as a bug.
         assert!(decrypt_payload(&key, &p).is_err());
     }
