@@ -3,6 +3,7 @@
 //! Everything here verifies or constructs; nothing talks to a TPM. The verifier and registrar
 //! depend only on this crate, so they carry no C TPM library.
 
+pub mod api;
 pub mod credential;
 pub mod der;
 pub mod ekcert;
