@@ -67,7 +67,8 @@ for t in "${targets[@]}"; do
     res=ok
   else
     res="FAILED (see fuzz/artifacts/$t)"
-    cp "$work/$t.log" "fuzz/$t.failure.log"
+    # Next to the crash input, inside the git-ignored artifacts directory.
+    mkdir -p "fuzz/artifacts/$t"; cp "$work/$t.log" "fuzz/artifacts/$t/failure.log"
   fi
   runs=$(grep -Eo 'Done [0-9]+ runs' "$work/$t.log" | tail -1 | grep -Eo '[0-9]+' || echo "?")
   printf '%-18s %12s %10s %s\n' "$t" "$runs" "$(( $(date +%s) - start ))" "$res"
