@@ -32,13 +32,6 @@ fn measure(budget: Duration, mut f: impl FnMut()) -> Duration {
     start.elapsed() / n
 }
 
-const AK_ATTRS: u32 = ObjectAttributes::FIXED_TPM
-    | ObjectAttributes::FIXED_PARENT
-    | ObjectAttributes::SENSITIVE_DATA_ORIGIN
-    | ObjectAttributes::USER_WITH_AUTH
-    | ObjectAttributes::RESTRICTED
-    | ObjectAttributes::SIGN;
-
 /// A quote over sha256 PCRs 0..=23 with the given nonce, as a TPM would produce it.
 fn quote_fixture(nonce: &[u8]) -> (Vec<u8>, PcrValues, PcrSelection) {
     let selection = PcrSelection::new(vec![
@@ -92,7 +85,7 @@ fn main() {
     let c: PublicKeyComponents<Vec<u8>> = rsa.public_key().into();
     let rsa_public = Public {
         name_alg: HashAlg::Sha256,
-        attributes: ObjectAttributes(AK_ATTRS),
+        attributes: ObjectAttributes::AK,
         auth_policy: vec![],
         key: PublicKey::Rsa {
             symmetric: SymDef::Null,
@@ -165,7 +158,7 @@ fn main() {
     let point = ec.public_key().as_ref().to_vec();
     let ecc_public = Public {
         name_alg: HashAlg::Sha256,
-        attributes: ObjectAttributes(AK_ATTRS),
+        attributes: ObjectAttributes::AK,
         auth_policy: vec![],
         key: PublicKey::Ecc {
             symmetric: SymDef::Null,
@@ -260,8 +253,8 @@ fn ek_rsa() -> Public {
     let c: PublicKeyComponents<Vec<u8>> = k.public_key().into();
     Public {
         name_alg: HashAlg::Sha256,
-        attributes: ek_attrs(),
-        auth_policy: EK_POLICY.to_vec(),
+        attributes: ObjectAttributes::TCG_EK,
+        auth_policy: vouch_core::tpm::public::TCG_EK_POLICY_SHA256.to_vec(),
         key: PublicKey::Rsa {
             symmetric: SymDef::AES_128_CFB,
             scheme: Scheme::Null,
@@ -277,8 +270,8 @@ fn ek_ecc() -> Public {
     let p = k.public_key().as_ref().to_vec();
     Public {
         name_alg: HashAlg::Sha256,
-        attributes: ek_attrs(),
-        auth_policy: EK_POLICY.to_vec(),
+        attributes: ObjectAttributes::TCG_EK,
+        auth_policy: vouch_core::tpm::public::TCG_EK_POLICY_SHA256.to_vec(),
         key: PublicKey::Ecc {
             symmetric: SymDef::AES_128_CFB,
             scheme: Scheme::Null,
@@ -289,23 +282,6 @@ fn ek_ecc() -> Public {
         },
     }
 }
-
-fn ek_attrs() -> ObjectAttributes {
-    ObjectAttributes(
-        ObjectAttributes::FIXED_TPM
-            | ObjectAttributes::FIXED_PARENT
-            | ObjectAttributes::SENSITIVE_DATA_ORIGIN
-            | ObjectAttributes::ADMIN_WITH_POLICY
-            | ObjectAttributes::RESTRICTED
-            | ObjectAttributes::DECRYPT,
-    )
-}
-
-/// PolicySecret(TPM_RH_ENDORSEMENT), the TCG EK template's authPolicy.
-const EK_POLICY: [u8; 32] = [
-    0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
-    0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
-];
 
 /// A CA and an EK-style certificate it signs (critical SAN, empty subject), made with rcgen.
 fn ek_chain() -> (Vec<u8>, Vec<u8>) {

@@ -566,12 +566,7 @@ pub(crate) mod test_keys {
     use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, KeyPair};
     use std::sync::OnceLock;
 
-    pub(crate) const AK_ATTRS: u32 = A::FIXED_TPM
-        | A::FIXED_PARENT
-        | A::SENSITIVE_DATA_ORIGIN
-        | A::USER_WITH_AUTH
-        | A::RESTRICTED
-        | A::SIGN;
+    pub(crate) const AK_ATTRS: u32 = A::AK.0;
 
     pub(crate) fn rsa_pair() -> &'static RsaKeyPair {
         static K: OnceLock<RsaKeyPair> = OnceLock::new();

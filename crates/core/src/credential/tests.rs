@@ -4,14 +4,7 @@ use super::*;
 use crate::tpm::{ObjectAttributes, Scheme};
 
 fn ek_attributes() -> ObjectAttributes {
-    ObjectAttributes(
-        ObjectAttributes::FIXED_TPM
-            | ObjectAttributes::FIXED_PARENT
-            | ObjectAttributes::SENSITIVE_DATA_ORIGIN
-            | ObjectAttributes::ADMIN_WITH_POLICY
-            | ObjectAttributes::RESTRICTED
-            | ObjectAttributes::DECRYPT,
-    )
+    ObjectAttributes::TCG_EK
 }
 
 /// A test EK: its private key and a TPM public area carrying the matching public key.
@@ -35,7 +28,7 @@ fn rsa_ek(name_alg: HashAlg) -> (EkPriv, Public) {
     let public = Public {
         name_alg,
         attributes: ek_attributes(),
-        auth_policy: vec![0x83; 32],
+        auth_policy: crate::tpm::public::TCG_EK_POLICY_SHA256.to_vec(),
         key: PublicKey::Rsa {
             symmetric: SymDef::AES_128_CFB,
             scheme: Scheme::Null,

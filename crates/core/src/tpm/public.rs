@@ -9,6 +9,11 @@ pub const MAX_RSA_KEY_BYTES: usize = 512;
 pub const MAX_ECC_KEY_BYTES: usize = 128;
 /// Largest digest (sizeof(TPMU_HA) = 64).
 pub const MAX_DIGEST_BYTES: usize = 64;
+/// authPolicy of the TCG low-range EK templates: PolicySecret(TPM_RH_ENDORSEMENT), SHA-256.
+pub const TCG_EK_POLICY_SHA256: [u8; 32] = [
+    0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
+    0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
+];
 /// Largest TPMT_PUBLIC a TPM2B_PUBLIC may carry: generous upper bound of the union.
 pub const MAX_PUBLIC_BYTES: usize = 1024;
 
@@ -28,6 +33,27 @@ impl ObjectAttributes {
     pub const RESTRICTED: u32 = 1 << 16;
     pub const DECRYPT: u32 = 1 << 17;
     pub const SIGN: u32 = 1 << 18;
+
+    /// The TCG EK Credential Profile's low-range templates (L-1 RSA-2048, L-2 P-256): a
+    /// restricted decryption key usable only through PolicySecret(TPM_RH_ENDORSEMENT).
+    pub const TCG_EK: ObjectAttributes = ObjectAttributes(
+        Self::FIXED_TPM
+            | Self::FIXED_PARENT
+            | Self::SENSITIVE_DATA_ORIGIN
+            | Self::ADMIN_WITH_POLICY
+            | Self::RESTRICTED
+            | Self::DECRYPT,
+    );
+    /// An attestation key as tpm2_createak and Vouch's device layer make it: a restricted
+    /// signing key that never leaves its TPM.
+    pub const AK: ObjectAttributes = ObjectAttributes(
+        Self::FIXED_TPM
+            | Self::FIXED_PARENT
+            | Self::SENSITIVE_DATA_ORIGIN
+            | Self::USER_WITH_AUTH
+            | Self::RESTRICTED
+            | Self::SIGN,
+    );
 
     pub fn has(self, bit: u32) -> bool {
         self.0 & bit == bit
@@ -532,14 +558,7 @@ mod tests {
     pub(crate) fn rsa_ak() -> Public {
         Public {
             name_alg: HashAlg::Sha256,
-            attributes: ObjectAttributes(
-                ObjectAttributes::FIXED_TPM
-                    | ObjectAttributes::FIXED_PARENT
-                    | ObjectAttributes::SENSITIVE_DATA_ORIGIN
-                    | ObjectAttributes::USER_WITH_AUTH
-                    | ObjectAttributes::RESTRICTED
-                    | ObjectAttributes::SIGN,
-            ),
+            attributes: ObjectAttributes::AK,
             auth_policy: vec![],
             key: PublicKey::Rsa {
                 symmetric: SymDef::Null,
