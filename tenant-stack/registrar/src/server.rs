@@ -1,0 +1,142 @@
+//! Listeners and lifecycle. [`Registrar::start`] opens the database, loads the EK CA store,
+//! binds every listener and serves until [`Registrar::shutdown`].
+//!
+//! Listeners share one [`AppState`]; each gets its own router from `routes::router`. Today
+//! there is the plain-HTTP listener; the mTLS listener (next) is one more entry in
+//! `listeners`: bind it, wrap accepted streams with a `tokio_rustls::TlsAcceptor` whose client
+//! verifier requires the admin CA, and serve `routes::router(state, true)` on it.
+
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::registration::Policy;
+use crate::routes::{self, AppState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vouch_core::ekcert::{EkCaStore, EkCertError};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("ek_ca_dir: {0} (set ek_ca_dir to a directory of EK CA certificates, or require_ek_cert = false to accept unverified EKs)")]
+    EkCa(EkCertError),
+    #[error("binding {addr}: {cause}")]
+    Bind {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("serving {addr}: {cause}")]
+    Io {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("listener task for {addr} failed: {cause}")]
+    Task {
+        addr: SocketAddr,
+        cause: tokio::task::JoinError,
+    },
+}
+
+/// A running registrar.
+#[derive(Debug)]
+pub struct Registrar {
+    http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    listeners: Vec<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
+}
+
+impl Registrar {
+    /// Open the state, bind, and start serving in background tasks.
+    pub async fn start(config: &Config) -> Result<Registrar, StartError> {
+        let ek_ca = if config.require_ek_cert {
+            let store = EkCaStore::from_dir(&config.ek_ca_dir).map_err(StartError::EkCa)?;
+            for (path, why) in store.skipped() {
+                tracing::warn!(file = %path.display(), "ek_ca_dir: skipped: {why}");
+            }
+            tracing::info!(dir = %config.ek_ca_dir.display(), cas = store.entries().len(), "EK CA store loaded");
+            Some(store)
+        } else {
+            tracing::warn!(
+                "require_ek_cert = false: EK certificates are NOT verified against any CA"
+            );
+            None
+        };
+        if config.insecure_admin_over_http {
+            tracing::warn!(listen = %config.listen, "insecure_admin_over_http = true: anyone reaching this port can list and delete agents");
+        }
+        let db_path = config.db_path();
+        let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+            .await
+            .map_err(|_| StartError::Db(DbError::Closed))??;
+        tracing::info!(db = %db.path().display(), "database open");
+        let state = AppState {
+            db,
+            policy: Arc::new(Policy {
+                ek_ca,
+                allow_reregistration_with_new_keys: config.allow_reregistration_with_new_keys,
+            }),
+            max_body_bytes: config.max_body_bytes,
+        };
+
+        let (shutdown, watch_rx) = watch::channel(false);
+        let http = TcpListener::bind(config.listen)
+            .await
+            .map_err(|cause| StartError::Bind {
+                addr: config.listen,
+                cause,
+            })?;
+        let http_addr = http.local_addr().map_err(|cause| StartError::Bind {
+            addr: config.listen,
+            cause,
+        })?;
+        let app = routes::router(state, config.insecure_admin_over_http);
+        let mut rx = watch_rx.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(http, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        tracing::info!(addr = %http_addr, "HTTP listener up");
+        Ok(Registrar {
+            http_addr,
+            shutdown,
+            listeners: vec![(http_addr, task)],
+        })
+    }
+
+    /// Address of the plain-HTTP listener (the real port when configured with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Stop accepting, finish in-flight requests, and wait for every listener.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Serve until a listener fails (or until shut down from elsewhere).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        for (addr, task) in self.listeners {
+            task.await
+                .map_err(|cause| ServeError::Task { addr, cause })?
+                .map_err(|cause| ServeError::Io { addr, cause })?;
+        }
+        Ok(())
+    }
+
+    /// A handle that triggers shutdown (e.g. from a signal handler).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
