@@ -1,6 +1,7 @@
 //! The `vouch` command line: argument definitions and dispatch. Each command family lives in
 //! its own module; `main.rs` only parses and prints the error.
 
+pub mod certs;
 pub mod input;
 pub mod tpm;
 
@@ -22,10 +23,14 @@ pub enum Command {
     /// TPM tools that read and write tpm2-tools 5.x files.
     #[command(subcommand)]
     Tpm(tpm::TpmCommand),
+    /// TLS directory for mTLS: a CA and server/client certificates (upstream's cv_ca layout).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Tpm(cmd) => tpm::run(cmd),
+        Command::Certs(cmd) => certs::run(cmd),
     }
 }
