@@ -215,6 +215,11 @@ macro_rules! operations {
             self.call(move |d| d.pcr_extend(index, &digests))$($await)*
         }
 
+        /// Reset PCR `index` in every bank (resettable PCRs only, e.g. 16 and 23).
+        pub $($async)? fn pcr_reset(&self, index: u8) -> Result<(), TpmError> {
+            self.call(move |d| d.pcr_reset(index))$($await)*
+        }
+
         /// Define an NV index of `size` bytes (owner hierarchy, empty owner auth; NO_DA).
         pub $($async)? fn nv_define(&self, index: u32, size: u16, access: NvAccess) -> Result<(), TpmError> {
             self.call(move |d| d.nv_define(index, size, access))$($await)*

@@ -152,6 +152,20 @@ impl Device {
             .map_err(TpmError::command("PCR_Extend"))
     }
 
+    /// PCR_Reset: only PCRs the platform lets the current locality reset (16 and 23 at
+    /// locality 0 on a PC-client TPM) succeed; others fail with TPM_RC_LOCALITY.
+    pub(crate) fn pcr_reset(&mut self, index: u8) -> Result<(), TpmError> {
+        if index >= PCR_COUNT {
+            return Err(TpmError::InvalidArgument(format!(
+                "PCR index {index} out of range 0..=23"
+            )));
+        }
+        let handle =
+            PcrHandle::try_from(u32::from(index)).map_err(TpmError::conversion("PCR handle"))?;
+        self.with_password(|ctx| ctx.pcr_reset(handle))
+            .map_err(TpmError::command("PCR_Reset"))
+    }
+
     /// Quote, then read the PCRs back and check them against the quote's pcrDigest; retry if
     /// a PCR was extended in between, so the returned values are exactly the quoted ones.
     pub(crate) fn quote(

@@ -331,6 +331,43 @@ async fn pcr_extend_then_read() {
     assert!(matches!(err, vouch_tpm::TpmError::InvalidArgument(_)));
 }
 
+#[tokio::test]
+async fn pcr_reset_resettable_and_not() {
+    let swtpm = Swtpm::start().unwrap();
+    let tpm = open(&swtpm);
+    let d = HashAlg::Sha256.digest(b"nk");
+    tpm.pcr_extend(16, &[(HashAlg::Sha256, d.clone())])
+        .await
+        .unwrap();
+    assert_ne!(
+        tpm.pcr_read_one(HashAlg::Sha256, 16).await.unwrap(),
+        vec![0u8; 32]
+    );
+    tpm.pcr_reset(16).await.unwrap();
+    // Every bank is reset.
+    assert_eq!(
+        tpm.pcr_read_one(HashAlg::Sha256, 16).await.unwrap(),
+        vec![0u8; 32]
+    );
+    assert_eq!(
+        tpm.pcr_read_one(HashAlg::Sha1, 16).await.unwrap(),
+        vec![0u8; 20]
+    );
+    // Reset then one extend: the value keylime expects for PCR 16.
+    tpm.pcr_extend(16, &[(HashAlg::Sha256, d.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        tpm.pcr_read_one(HashAlg::Sha256, 16).await.unwrap(),
+        HashAlg::Sha256.digest_parts(&[&[0u8; 32], &d])
+    );
+    // PCR 0 is not resettable at locality 0.
+    let err = tpm.pcr_reset(0).await.unwrap_err();
+    assert!(err.to_string().contains("PCR_Reset"), "{err}");
+    let err = tpm.pcr_reset(24).await.unwrap_err();
+    assert!(matches!(err, vouch_tpm::TpmError::InvalidArgument(_)));
+}
+
 #[test]
 fn blocking_api_and_clones_across_threads() {
     let swtpm = Swtpm::start().unwrap();

@@ -1,1 +1,218 @@
-//! (being written)
+//! vouch-agent: the node agent of the keylime protocol (paper §3.2), wire-compatible with
+//! rust-keylime for upstream keylime 7.14.3's registrar, tenant and verifier.
+//!
+//! Start-up ([`start`]): open the TPM, create the EK and read its certificate, reload or create
+//! the AK (state dir), generate the node key NK and bind `H(NK PEM)` into PCR 16, bind the
+//! listener, enroll with the registrar, then serve the agent API.
+
+pub mod api;
+pub mod config;
+pub mod enrollment;
+pub mod identity;
+pub mod keys;
+pub mod quote;
+pub mod state;
+
+use crate::api::AppState;
+use crate::config::{AgentConfig, ConfigError};
+use crate::enrollment::{Contact, EnrollError, Registrar};
+use crate::identity::{IdentityError, TpmIdentity};
+use crate::keys::Keys;
+use crate::quote::Quoter;
+use crate::state::{StateDir, StateError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use vouch_core::api::version::ApiVersion;
+use vouch_core::keylime::{KeylimeError, NodeKey};
+use vouch_tpm::{Tcti, Tpm, TpmError, TpmHandle};
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("TPM: {0}")]
+    Tpm(#[from] TpmError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("node key: {0}")]
+    NodeKey(#[from] KeylimeError),
+    #[error("binding the node key into PCR 16: {0}")]
+    Bind(TpmError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("enrollment: {0}")]
+    Enroll(#[from] EnrollError),
+    #[error("agent API server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A running agent: enrolled and serving.
+pub struct RunningAgent {
+    addr: SocketAddr,
+    identity: TpmIdentity,
+    registrar_version: ApiVersion,
+    nk_pem: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<Result<(), std::io::Error>>,
+}
+
+impl RunningAgent {
+    /// Where the API listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// EK, AK and their kinds.
+    pub fn identity(&self) -> &TpmIdentity {
+        &self.identity
+    }
+
+    /// The registrar API version enrollment used.
+    pub fn registrar_version(&self) -> ApiVersion {
+        self.registrar_version
+    }
+
+    /// The NK public key PEM (the quotes' `pubkey`).
+    pub fn nk_pem(&self) -> &str {
+        &self.nk_pem
+    }
+
+    /// Stop serving (in-flight requests finish) and wait for the server; the TPM context
+    /// closes when the last handle goes.
+    pub async fn shutdown(mut self) -> Result<(), AgentError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait().await
+    }
+
+    /// Serve until the server stops (shutdown or error).
+    pub async fn wait(self) -> Result<(), AgentError> {
+        match self.server.await {
+            Ok(r) => r.map_err(AgentError::Serve),
+            Err(e) => Err(AgentError::Serve(std::io::Error::other(e))),
+        }
+    }
+
+    /// Ask the server to stop; [`Self::wait`] returns afterwards.
+    pub fn stop_handle(&mut self) -> Option<oneshot::Sender<()>> {
+        self.shutdown.take()
+    }
+}
+
+fn open_tpm(config: &AgentConfig) -> Result<TpmHandle, TpmError> {
+    if config.tcti.is_empty() {
+        Tpm::open_from_env()
+    } else {
+        Tpm::open(&config.tcti.parse::<Tcti>()?)
+    }
+}
+
+/// Bring the agent up (see the crate docs). Logs carry the agent ID as span field `agent`.
+pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
+    let span = tracing::info_span!("agent", agent = %config.uuid);
+    start_inner(config, span.clone()).instrument(span).await
+}
+
+async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<RunningAgent, AgentError> {
+    let listen = config.listen_addr()?;
+    let state = StateDir::open(&config.state_dir)?;
+    // tss-esapi connects synchronously; keep it off the async workers.
+    let tpm = {
+        let c = config.clone();
+        tokio::task::spawn_blocking(move || open_tpm(&c))
+            .await
+            .map_err(|e| AgentError::Tpm(TpmError::InvalidArgument(e.to_string())))??
+    };
+    tracing::info!(tcti = %tpm.tcti(), "TPM opened");
+    let identity = identity::load_or_create(
+        &tpm,
+        &state,
+        config.ek_kind()?,
+        config.ak_kind()?,
+        config.hash()?,
+    )
+    .await?;
+
+    // RSA key generation takes ~100 ms: off the async workers too.
+    let nk = tokio::task::spawn_blocking(NodeKey::generate)
+        .await
+        .map_err(|e| AgentError::Serve(std::io::Error::other(e)))??;
+    let nk_pem = nk.public_pem().to_string();
+    let quoter = Quoter::new(
+        tpm.clone(),
+        identity.ak.clone(),
+        identity.hash,
+        nk_pem.clone(),
+    );
+    quoter.bind().await.map_err(AgentError::Bind)?;
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| AgentError::Listen {
+        addr: listen,
+        source,
+    })?;
+    let contact = Contact {
+        ip: if config.contact_ip.is_empty() {
+            addr.ip().to_string()
+        } else {
+            config.contact_ip.clone()
+        },
+        port: if config.contact_port == 0 {
+            addr.port()
+        } else {
+            config.contact_port
+        },
+    };
+    let registrar = Registrar {
+        url: config.registrar_url()?,
+        retries: config.registrar_retries,
+        first_delay: config.retry_delay(),
+    };
+    let registrar_version =
+        enrollment::enroll(&tpm, &identity, &config.uuid, &contact, &registrar).await?;
+
+    let app = AppState {
+        agent_id: config.uuid.clone(),
+        quoter,
+        keys: Keys::new(nk, config.uuid.clone(), state.path().join("payload")),
+        enc_alg: identity.enc_alg(),
+        sign_alg: identity.sign_alg(),
+        ak_handle: 0,
+    };
+    let router = api::router(Arc::new(app));
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+        }
+        .instrument(span),
+    );
+    tracing::info!(%addr, "agent API listening");
+    Ok(RunningAgent {
+        addr,
+        identity,
+        registrar_version,
+        nk_pem,
+        shutdown: Some(tx),
+        server,
+    })
+}

@@ -1,0 +1,328 @@
+//! Agent configuration: a TOML file (`--config` / `VOUCH_AGENT_CONFIG`), every key overridable
+//! by `VOUCH_AGENT_<KEY>` (upper case), and defaults good enough for a first run.
+//! `agent.example.toml` documents every key; a test loads it.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+use vouch_core::tpm::HashAlg;
+use vouch_tpm::{AkKind, EkKind};
+
+/// rust-keylime's default agent UUID (`keylime-agent.conf`), so a stock tenant command works.
+pub const DEFAULT_UUID: &str = "d432fbb3-d2f1-4a97-9ef7-75bd81c00000";
+/// Prefix of the environment overrides.
+pub const ENV_PREFIX: &str = "VOUCH_AGENT_";
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "VOUCH_AGENT_CONFIG";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("environment variable {var}: {detail}")]
+    Env { var: String, detail: String },
+}
+
+/// The keys as written in TOML; see `agent.example.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Agent ID registered with the registrar (keylime accepts `[\w.-]+`).
+    pub uuid: String,
+    /// Address the agent API listens on (`host:port`; port 0 = any free port).
+    pub listen: String,
+    /// Address registered as the agent's `ip`; empty = the listen address's IP.
+    pub contact_ip: String,
+    /// Port registered as the agent's `port`; 0 = the port actually bound.
+    pub contact_port: u16,
+    /// Registrar `host:port` (its plain-HTTP port), or a full `http://` URL.
+    pub registrar: String,
+    /// Where the AK blobs are kept across restarts.
+    pub state_dir: PathBuf,
+    /// TPM TCTI, e.g. `device:/dev/tpmrm0` or `swtpm:host=127.0.0.1,port=2321`; empty =
+    /// `VOUCH_TCTI` / `TPM2TOOLS_TCTI`.
+    pub tcti: String,
+    /// EK template: `rsa2048`, `ecc-p256` or `ecc-p384`.
+    pub ek: String,
+    /// AK type: `rsa2048` (RSASSA) or `ecc-p256` (ECDSA).
+    pub ak: String,
+    /// The AK's signing hash, which is also the quote's PCR bank: sha1, sha256, sha384, sha512.
+    pub hash_alg: String,
+    /// Registration attempts while the registrar is unreachable or answers 5xx (0 = forever).
+    pub registrar_retries: u32,
+    /// First retry delay in milliseconds; doubles per attempt up to 30 s.
+    pub registrar_retry_ms: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            uuid: DEFAULT_UUID.into(),
+            listen: "127.0.0.1:9002".into(),
+            contact_ip: String::new(),
+            contact_port: 0,
+            registrar: "127.0.0.1:8890".into(),
+            state_dir: PathBuf::from("/var/lib/vouch-agent"),
+            tcti: String::new(),
+            ek: "rsa2048".into(),
+            ak: "rsa2048".into(),
+            hash_alg: "sha256".into(),
+            registrar_retries: 10,
+            registrar_retry_ms: 500,
+        }
+    }
+}
+
+/// Every key with whether its value is an integer (for env overrides).
+const KEYS: [(&str, bool); 12] = [
+    ("uuid", false),
+    ("listen", false),
+    ("contact_ip", false),
+    ("contact_port", true),
+    ("registrar", false),
+    ("state_dir", false),
+    ("tcti", false),
+    ("ek", false),
+    ("ak", false),
+    ("hash_alg", false),
+    ("registrar_retries", true),
+    ("registrar_retry_ms", true),
+];
+
+impl AgentConfig {
+    /// Load `path` (or the defaults when `None`), then apply `VOUCH_AGENT_*` from the process
+    /// environment, then validate.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_with_env(path, &env)
+    }
+
+    /// [`Self::load`] with an explicit environment (tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_path_buf(),
+                    source: Box::new(e),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (key, integer) in KEYS {
+            let var = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
+            let Some(value) = env.get(&var) else { continue };
+            let value = if integer {
+                let n: i64 = value.trim().parse().map_err(|_| ConfigError::Env {
+                    var: var.clone(),
+                    detail: format!("{value:?} is not an integer"),
+                })?;
+                toml::Value::Integer(n)
+            } else {
+                toml::Value::String(value.clone())
+            };
+            table.insert(key.to_string(), value);
+        }
+        let config: AgentConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e| ConfigError::Parse {
+                    path: path.map_or_else(|| PathBuf::from("<environment>"), Path::to_path_buf),
+                    source: Box::new(e),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        vouch_core::api::registrar::AgentId::parse(&self.uuid)
+            .map_err(|e| ConfigError::Invalid(format!("uuid: {e}")))?;
+        self.listen_addr()?;
+        self.ek_kind()?;
+        self.ak_kind()?;
+        self.hash()?;
+        self.registrar_url()?;
+        if !self.contact_ip.is_empty() && self.contact_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "contact_ip {:?} is not an IP address",
+                self.contact_ip
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "listen {:?} is not an IP:port address",
+                self.listen
+            ))
+        })
+    }
+
+    pub fn ek_kind(&self) -> Result<EkKind, ConfigError> {
+        parse_ek(&self.ek).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "ek {:?}: expected rsa2048, ecc-p256 or ecc-p384",
+                self.ek
+            ))
+        })
+    }
+
+    pub fn ak_kind(&self) -> Result<AkKind, ConfigError> {
+        parse_ak(&self.ak).ok_or_else(|| {
+            ConfigError::Invalid(format!("ak {:?}: expected rsa2048 or ecc-p256", self.ak))
+        })
+    }
+
+    pub fn hash(&self) -> Result<HashAlg, ConfigError> {
+        HashAlg::from_name(&self.hash_alg).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "hash_alg {:?}: expected sha1, sha256, sha384 or sha512",
+                self.hash_alg
+            ))
+        })
+    }
+
+    /// The registrar base URL, without a trailing slash.
+    pub fn registrar_url(&self) -> Result<String, ConfigError> {
+        let r = self.registrar.trim().trim_end_matches('/');
+        if r.starts_with("https://") {
+            return Err(ConfigError::Invalid(format!(
+                "registrar {r:?}: the agent registers over the registrar's plain-HTTP port (docs/keylime-wire.md §7); TLS is not supported yet"
+            )));
+        }
+        let url = if r.starts_with("http://") {
+            r.to_string()
+        } else {
+            format!("http://{r}")
+        };
+        let host = url.trim_start_matches("http://");
+        if host.is_empty() || !host.contains(':') {
+            return Err(ConfigError::Invalid(format!(
+                "registrar {:?}: expected host:port, e.g. 127.0.0.1:8890",
+                self.registrar
+            )));
+        }
+        Ok(url)
+    }
+
+    pub fn retry_delay(&self) -> Duration {
+        Duration::from_millis(self.registrar_retry_ms.max(1))
+    }
+}
+
+pub(crate) fn parse_ek(s: &str) -> Option<EkKind> {
+    match s {
+        "rsa2048" | "rsa" => Some(EkKind::Rsa2048),
+        "ecc-p256" | "ecc256" => Some(EkKind::EccP256),
+        "ecc-p384" | "ecc384" => Some(EkKind::EccP384),
+        _ => None,
+    }
+}
+
+pub(crate) fn ek_name(k: EkKind) -> &'static str {
+    match k {
+        EkKind::Rsa2048 => "rsa2048",
+        EkKind::EccP256 => "ecc-p256",
+        EkKind::EccP384 => "ecc-p384",
+    }
+}
+
+pub(crate) fn parse_ak(s: &str) -> Option<AkKind> {
+    match s {
+        "rsa2048" | "rsa" => Some(AkKind::Rsa2048),
+        "ecc-p256" | "ecc256" => Some(AkKind::EccP256),
+        _ => None,
+    }
+}
+
+pub(crate) fn ak_name(k: AkKind) -> &'static str {
+    match k {
+        AkKind::Rsa2048 => "rsa2048",
+        AkKind::EccP256 => "ecc-p256",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = AgentConfig::load_with_env(None, &env(&[])).unwrap();
+        assert_eq!(c, AgentConfig::default());
+        assert_eq!(c.registrar_url().unwrap(), "http://127.0.0.1:8890");
+        assert_eq!(c.listen_addr().unwrap().port(), 9002);
+    }
+
+    #[test]
+    fn example_file_loads_and_env_overrides() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
+        let c = AgentConfig::load_with_env(Some(&path), &env(&[])).unwrap();
+        assert_eq!(
+            c,
+            AgentConfig::default(),
+            "the example documents the defaults"
+        );
+        let c = AgentConfig::load_with_env(
+            Some(&path),
+            &env(&[
+                ("VOUCH_AGENT_UUID", "node-1"),
+                ("VOUCH_AGENT_CONTACT_PORT", "9100"),
+                ("VOUCH_AGENT_REGISTRAR", "http://10.0.0.1:8890/"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.uuid, "node-1");
+        assert_eq!(c.contact_port, 9100);
+        assert_eq!(c.registrar_url().unwrap(), "http://10.0.0.1:8890");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = AgentConfig::load_with_env(None, &env(&[("VOUCH_AGENT_UUID", "a/b")])).unwrap_err();
+        assert!(e.to_string().contains("uuid"), "{e}");
+        let e = AgentConfig::load_with_env(None, &env(&[("VOUCH_AGENT_CONTACT_PORT", "x")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("VOUCH_AGENT_CONTACT_PORT"), "{e}");
+        let e =
+            AgentConfig::load_with_env(None, &env(&[("VOUCH_AGENT_HASH_ALG", "md5")])).unwrap_err();
+        assert!(e.to_string().contains("hash_alg"), "{e}");
+        let e = AgentConfig::load_with_env(None, &env(&[("VOUCH_AGENT_REGISTRAR", "https://r:1")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("TLS"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.toml");
+        std::fs::write(&p, "listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();
+        let e = AgentConfig::load_with_env(Some(&p), &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+}
