@@ -65,6 +65,21 @@ pub struct AgentConfig {
     pub registrar_retries: u32,
     /// First retry delay in milliseconds; doubles per attempt up to 30 s.
     pub registrar_retry_ms: u64,
+    /// Where decrypted payloads go (a tmpfs mounted there when root); empty = `<state_dir>/secure`.
+    pub secure_mount: PathBuf,
+    /// tmpfs `size=` of the secure mount: digits with an optional k/m/g/% suffix.
+    pub secure_size: String,
+    /// Extract zip payloads into `<secure_mount>/unzipped` (rust-keylime `extract_payload_zip`).
+    pub extract_payload_zip: bool,
+    /// Run the payload's `autorun.sh` (rust-keylime `payload_script = "autorun.sh"`).
+    pub run_autorun: bool,
+    /// Seconds `autorun.sh` may run before it is killed.
+    pub autorun_timeout_secs: u64,
+    /// Run payload scripts although the agent API has no mTLS (rust-keylime's option of the
+    /// same name; without it upstream refuses to deploy payloads on a non-mTLS agent).
+    pub enable_insecure_payload: bool,
+    /// TPM NV index keeping U across reboots (owner-authorized, 82 bytes); 0 = do not keep U.
+    pub nv_index: u32,
 }
 
 impl Default for AgentConfig {
@@ -82,24 +97,45 @@ impl Default for AgentConfig {
             hash_alg: "sha256".into(),
             registrar_retries: 10,
             registrar_retry_ms: 500,
+            secure_mount: PathBuf::new(),
+            secure_size: "1m".into(),
+            extract_payload_zip: true,
+            run_autorun: true,
+            autorun_timeout_secs: 300,
+            enable_insecure_payload: false,
+            nv_index: crate::nv_share::DEFAULT_NV_INDEX,
         }
     }
 }
 
-/// Every key with whether its value is an integer (for env overrides).
-const KEYS: [(&str, bool); 12] = [
-    ("uuid", false),
-    ("listen", false),
-    ("contact_ip", false),
-    ("contact_port", true),
-    ("registrar", false),
-    ("state_dir", false),
-    ("tcti", false),
-    ("ek", false),
-    ("ak", false),
-    ("hash_alg", false),
-    ("registrar_retries", true),
-    ("registrar_retry_ms", true),
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+}
+
+/// Every key with the type of its value (for env overrides).
+const KEYS: [(&str, Kind); 19] = [
+    ("uuid", Kind::Str),
+    ("listen", Kind::Str),
+    ("contact_ip", Kind::Str),
+    ("contact_port", Kind::Int),
+    ("registrar", Kind::Str),
+    ("state_dir", Kind::Str),
+    ("tcti", Kind::Str),
+    ("ek", Kind::Str),
+    ("ak", Kind::Str),
+    ("hash_alg", Kind::Str),
+    ("registrar_retries", Kind::Int),
+    ("registrar_retry_ms", Kind::Int),
+    ("secure_mount", Kind::Str),
+    ("secure_size", Kind::Str),
+    ("extract_payload_zip", Kind::Bool),
+    ("run_autorun", Kind::Bool),
+    ("autorun_timeout_secs", Kind::Int),
+    ("enable_insecure_payload", Kind::Bool),
+    ("nv_index", Kind::Int),
 ];
 
 impl AgentConfig {
@@ -128,17 +164,32 @@ impl AgentConfig {
             }
             None => toml::Table::new(),
         };
-        for (key, integer) in KEYS {
+        for (key, kind) in KEYS {
             let var = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
             let Some(value) = env.get(&var) else { continue };
-            let value = if integer {
-                let n: i64 = value.trim().parse().map_err(|_| ConfigError::Env {
-                    var: var.clone(),
-                    detail: format!("{value:?} is not an integer"),
-                })?;
-                toml::Value::Integer(n)
-            } else {
-                toml::Value::String(value.clone())
+            let value = match kind {
+                Kind::Int => {
+                    let v = value.trim();
+                    let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+                        Some(hex) => i64::from_str_radix(hex, 16),
+                        None => v.parse(),
+                    };
+                    toml::Value::Integer(n.map_err(|_| ConfigError::Env {
+                        var: var.clone(),
+                        detail: format!("{value:?} is not an integer"),
+                    })?)
+                }
+                Kind::Bool => match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => toml::Value::Boolean(true),
+                    "false" | "0" | "no" => toml::Value::Boolean(false),
+                    _ => {
+                        return Err(ConfigError::Env {
+                            var,
+                            detail: format!("{value:?} is not true or false"),
+                        })
+                    }
+                },
+                Kind::Str => toml::Value::String(value.clone()),
             };
             table.insert(key.to_string(), value);
         }
@@ -161,6 +212,24 @@ impl AgentConfig {
         self.ak_kind()?;
         self.hash()?;
         self.registrar_url()?;
+        let size = self
+            .secure_size
+            .trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', '%']);
+        if size.is_empty()
+            || !size.bytes().all(|b| b.is_ascii_digit())
+            || self.secure_size.len() > size.len() + 1
+        {
+            return Err(ConfigError::Invalid(format!(
+                "secure_size {:?}: expected a tmpfs size such as 1m, 512k or 10%",
+                self.secure_size
+            )));
+        }
+        if self.nv_index != 0 && self.nv_index >> 24 != 0x01 {
+            return Err(ConfigError::Invalid(format!(
+                "nv_index {:#x} is not an NV index handle (0x01xxxxxx), or 0 to disable",
+                self.nv_index
+            )));
+        }
         if !self.contact_ip.is_empty() && self.contact_ip.parse::<std::net::IpAddr>().is_err() {
             return Err(ConfigError::Invalid(format!(
                 "contact_ip {:?} is not an IP address",
@@ -224,6 +293,15 @@ impl AgentConfig {
             )));
         }
         Ok(url)
+    }
+
+    /// The secure mount directory (`secure_mount`, else `<state_dir>/secure`).
+    pub fn secure_mount_dir(&self) -> PathBuf {
+        if self.secure_mount.as_os_str().is_empty() {
+            self.state_dir.join("secure")
+        } else {
+            self.secure_mount.clone()
+        }
     }
 
     pub fn retry_delay(&self) -> Duration {
@@ -298,9 +376,14 @@ mod tests {
                 ("VOUCH_AGENT_UUID", "node-1"),
                 ("VOUCH_AGENT_CONTACT_PORT", "9100"),
                 ("VOUCH_AGENT_REGISTRAR", "http://10.0.0.1:8890/"),
+                ("VOUCH_AGENT_NV_INDEX", "0x01500020"),
+                ("VOUCH_AGENT_RUN_AUTORUN", "false"),
             ]),
         )
         .unwrap();
+        assert_eq!(c.nv_index, 0x0150_0020);
+        assert!(!c.run_autorun);
+        assert_eq!(c.secure_mount_dir(), c.state_dir.join("secure"));
         assert_eq!(c.uuid, "node-1");
         assert_eq!(c.contact_port, 9100);
         assert_eq!(c.registrar_url().unwrap(), "http://10.0.0.1:8890");
@@ -319,6 +402,14 @@ mod tests {
         let e = AgentConfig::load_with_env(None, &env(&[("VOUCH_AGENT_REGISTRAR", "https://r:1")]))
             .unwrap_err();
         assert!(e.to_string().contains("TLS"), "{e}");
+        for bad in ["1m,exec", "", "m", "1mm"] {
+            let e = AgentConfig::load_with_env(None, &env(&[("VOUCH_AGENT_SECURE_SIZE", bad)]))
+                .unwrap_err();
+            assert!(e.to_string().contains("secure_size"), "{e}");
+        }
+        let e = AgentConfig::load_with_env(None, &env(&[("VOUCH_AGENT_NV_INDEX", "0x81000001")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("nv_index"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.toml");
         std::fs::write(&p, "listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();

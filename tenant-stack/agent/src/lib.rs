@@ -10,7 +10,10 @@ pub mod config;
 pub mod enrollment;
 pub mod identity;
 pub mod keys;
+pub mod nv_share;
+pub mod payload;
 pub mod quote;
+pub mod secure_mount;
 pub mod state;
 
 use crate::api::AppState;
@@ -18,7 +21,10 @@ use crate::config::{AgentConfig, ConfigError};
 use crate::enrollment::{Contact, EnrollError, Registrar};
 use crate::identity::{IdentityError, TpmIdentity};
 use crate::keys::Keys;
+use crate::nv_share::ShareStore;
+use crate::payload::{Deployer, PayloadOptions};
 use crate::quote::Quoter;
+use crate::secure_mount::SecureMount;
 use crate::state::{StateDir, StateError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +67,7 @@ pub struct RunningAgent {
     identity: TpmIdentity,
     registrar_version: ApiVersion,
     nk_pem: String,
+    secure_mount: Arc<SecureMount>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), std::io::Error>>,
 }
@@ -95,12 +102,21 @@ impl RunningAgent {
         self.wait().await
     }
 
-    /// Serve until the server stops (shutdown or error).
+    /// The secure mount payloads are deployed to.
+    pub fn secure_mount(&self) -> &SecureMount {
+        &self.secure_mount
+    }
+
+    /// Serve until the server stops (shutdown or error), then unmount the secure mount if this
+    /// agent mounted it.
     pub async fn wait(self) -> Result<(), AgentError> {
-        match self.server.await {
+        let result = match self.server.await {
             Ok(r) => r.map_err(AgentError::Serve),
             Err(e) => Err(AgentError::Serve(std::io::Error::other(e))),
-        }
+        };
+        let mount = self.secure_mount.clone();
+        let _ = tokio::task::spawn_blocking(move || mount.release()).await;
+        result
     }
 
     /// Ask the server to stop; [`Self::wait`] returns afterwards.
@@ -186,10 +202,42 @@ async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<Running
     let registrar_version =
         enrollment::enroll(&tpm, &identity, &config.uuid, &contact, &registrar).await?;
 
+    let secure_mount = Arc::new(SecureMount::new(
+        config.secure_mount_dir(),
+        config.secure_size.clone(),
+    ));
+    let deployer = Deployer::new(
+        secure_mount.clone(),
+        PayloadOptions {
+            extract_zip: config.extract_payload_zip,
+            run_autorun: config.run_autorun,
+            allow_insecure: config.enable_insecure_payload,
+            autorun_timeout: std::time::Duration::from_secs(config.autorun_timeout_secs.max(1)),
+        },
+    );
+    let store =
+        (config.nv_index != 0).then(|| ShareStore::new(tpm.clone(), config.nv_index, state.path()));
+    let keys = Keys::new(nk, config.uuid.clone(), deployer, store.clone());
+    if let Some(store) = &store {
+        // A U kept from before a reboot: V alone now restores K and the payload.
+        match store.load().await {
+            Ok(Some((u, payload))) => {
+                tracing::info!(
+                    nv_index = format_args!("{:#010x}", store.index()),
+                    with_payload = payload.is_some(),
+                    "loaded U kept in TPM NV; waiting for V"
+                );
+                keys.restore(u, payload).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("no U restored: {e}"),
+        }
+    }
+
     let app = AppState {
         agent_id: config.uuid.clone(),
         quoter,
-        keys: Keys::new(nk, config.uuid.clone(), state.path().join("payload")),
+        keys,
         enc_alg: identity.enc_alg(),
         sign_alg: identity.sign_alg(),
         ak_handle: 0,
@@ -212,6 +260,7 @@ async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<Running
         identity,
         registrar_version,
         nk_pem,
+        secure_mount,
         shutdown: Some(tx),
         server,
     })
