@@ -7,4 +7,5 @@ pub mod enrollment;
 pub mod envelope;
 pub mod quote_string;
 pub mod registrar;
+pub mod verifier;
 pub mod version;

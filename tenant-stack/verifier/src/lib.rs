@@ -1,0 +1,20 @@
+//! vouch-verifier: the keylime-compatible verifier (REST API 2.x, `docs/keylime-wire.md` §5).
+//!
+//! Tenants add agents (AK, tpm_policy, V); the verifier polls each agent for TPM quotes,
+//! checks them (AK signature, nonce, PCR 16 = H(NK), tpm_policy), delivers V after the first
+//! good quote, and marks the agent INVALID_QUOTE / FAILED with a reason when it stops
+//! attesting. State lives in SQLite, so a restart resumes every agent where it was.
+
+pub mod admission;
+pub mod agent_client;
+pub mod appraisal;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod poller;
+pub mod routes;
+pub mod server;
+
+pub use config::{Config, ConfigArgs};
+pub use error::ApiError;
+pub use server::Verifier;

@@ -1,0 +1,415 @@
+//! The polling loop (`docs/keylime-wire.md` §5.4, upstream `cloud_verifier_tornado.py:process_agent`).
+//!
+//! One scheduler task owns a time-ordered queue (`BinaryHeap` of `(due, agent, epoch)`); when
+//! an entry is due it spawns one short *step* for that agent, which waits for a permit of a
+//! semaphore bounding concurrent agent requests, runs one turn of the state machine (get a
+//! quote / deliver V / retry), persists the outcome, and hands the next due time back to the
+//! scheduler. No task exists for an agent between its polls, and each agent has at most one
+//! entry in flight: entries are only created by add/reactivate/start-up (new epoch) and by the
+//! step that consumed the previous one. Entries of an old epoch (after stop, reactivate or
+//! delete) are dropped when their step finds the stored epoch moved on.
+//!
+//! State machine (codes from `common/states.py`):
+//! - START / GET_QUOTE / GET_QUOTE_RETRY: request a quote (`partial=0` unless the NK is known
+//!   and the agent is in GET_QUOTE). Good → PROVIDE_V if a V is still to be delivered (first
+//!   good quote, or the NK changed), else GET_QUOTE and poll again after `quote_interval`.
+//!   Bad → INVALID_QUOTE (9), polling stops. Unreachable → GET_QUOTE_RETRY (4), retry after
+//!   `retry_interval[**n]`; after `max_retries` attempts → FAILED (7). Other HTTP errors → FAILED.
+//! - PROVIDE_V / PROVIDE_V_RETRY: encrypt V to the NK, `POST /keys/vkey`; the same retry rules.
+
+use crate::agent_client::{AgentClient, CallError};
+use crate::appraisal::{appraise, Failure, SEVERITY_EMERGENCY};
+use crate::db::{self, Db, DbError, StoredAgent};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tracing::Instrument;
+use vouch_core::api::agent::{IntegrityQuoteQuery, VkeyRequest};
+use vouch_core::api::verifier::{OperationalState, TpmPolicy};
+use vouch_core::api::version::ApiVersion;
+use vouch_core::keylime::{encrypt_share_to_nk, Challenge, KeyShare};
+
+/// Timing knobs of the loop (from [`crate::Config`]).
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    pub quote_interval: Duration,
+    pub max_retries: u32,
+    pub retry_interval: f64,
+    pub exponential_backoff: bool,
+    pub max_concurrent: usize,
+}
+
+impl PollSettings {
+    /// `common/retry.py:retry_time`.
+    fn retry_delay(&self, n: u32) -> Duration {
+        let secs = if self.exponential_backoff && self.retry_interval > 1.0 {
+            self.retry_interval
+                .powi(i32::try_from(n).unwrap_or(i32::MAX))
+        } else {
+            self.retry_interval
+        };
+        Duration::from_secs_f64(secs.min(86_400.0))
+    }
+}
+
+struct Due {
+    at: Instant,
+    agent_id: String,
+    epoch: i64,
+}
+
+/// Handle to the scheduler: queue an agent's next step.
+#[derive(Debug, Clone)]
+pub struct Poller {
+    tx: mpsc::UnboundedSender<Due>,
+}
+
+impl Poller {
+    /// Run the agent's next step after `delay` (for the given `epoch`).
+    pub fn schedule(&self, agent_id: &str, epoch: i64, delay: Duration) {
+        let due = Due {
+            at: Instant::now() + delay,
+            agent_id: agent_id.to_owned(),
+            epoch,
+        };
+        if self.tx.send(due).is_err() {
+            tracing::debug!(agent_id, "poller stopped; not scheduling");
+        }
+    }
+}
+
+struct Ctx {
+    db: Db,
+    client: AgentClient,
+    settings: PollSettings,
+    permits: Arc<Semaphore>,
+    poller: Poller,
+}
+
+/// Start the scheduler; it stops when `shutdown` becomes true (steps in flight are aborted —
+/// every step persists atomically, so a restart resumes from the last stored state).
+pub fn start(
+    db: Db,
+    client: AgentClient,
+    settings: PollSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> (Poller, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Due>();
+    let poller = Poller { tx };
+    let ctx = Arc::new(Ctx {
+        db,
+        client,
+        permits: Arc::new(Semaphore::new(settings.max_concurrent)),
+        settings,
+        poller: poller.clone(),
+    });
+    let task = tokio::spawn(async move {
+        // Reverse: the earliest due first; seq keeps FIFO order among equal times.
+        let mut queue: BinaryHeap<Reverse<(Instant, u64, String, i64)>> = BinaryHeap::new();
+        let mut seq = 0u64;
+        let mut steps = JoinSet::new();
+        loop {
+            let next = queue.peek().map(|Reverse((at, ..))| *at);
+            let timer = async move {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                msg = rx.recv() => match msg {
+                    Some(d) => {
+                        seq += 1;
+                        queue.push(Reverse((d.at, seq, d.agent_id, d.epoch)));
+                    }
+                    None => break,
+                },
+                _ = timer => {
+                    let now = Instant::now();
+                    while queue.peek().is_some_and(|Reverse((at, ..))| *at <= now) {
+                        let Some(Reverse((_, _, id, epoch))) = queue.pop() else { break };
+                        let ctx = ctx.clone();
+                        steps.spawn(async move {
+                            let Ok(_permit) = ctx.permits.clone().acquire_owned().await else {
+                                return;
+                            };
+                            let span = tracing::info_span!("poll", agent_id = %id);
+                            match step(&ctx, &id, epoch).instrument(span.clone()).await {
+                                Ok(Some(delay)) => ctx.poller.schedule(&id, epoch, delay),
+                                Ok(None) => {}
+                                Err(e) => {
+                                    // The database failed: keep the agent in the loop.
+                                    span.in_scope(|| tracing::error!("{e}; retrying in 5 s"));
+                                    ctx.poller.schedule(&id, epoch, Duration::from_secs(5));
+                                }
+                            }
+                        });
+                    }
+                }
+                Some(_) = steps.join_next(), if !steps.is_empty() => {}
+            }
+        }
+        steps.shutdown().await;
+        tracing::info!("poller stopped");
+    });
+    (poller, task)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Persist `agent` (if its epoch is current); `Some(next)` only when the write landed.
+async fn save(
+    ctx: &Ctx,
+    agent: StoredAgent,
+    next: Option<Duration>,
+) -> Result<Option<Duration>, DbError> {
+    let state = agent.state;
+    let saved = ctx.db.call(move |c| db::save_progress(c, &agent)).await?;
+    if !saved {
+        tracing::debug!("agent deleted or changed by the tenant meanwhile; dropping this step");
+        return Ok(None);
+    }
+    tracing::debug!(state = %state, "state stored");
+    Ok(next)
+}
+
+/// One turn of the state machine for `agent_id`. `Ok(Some(d))`: run again after `d`.
+async fn step(ctx: &Ctx, agent_id: &str, epoch: i64) -> Result<Option<Duration>, DbError> {
+    let id = agent_id.to_owned();
+    let Some(agent) = ctx.db.call(move |c| db::get_agent(c, &id)).await? else {
+        return Ok(None);
+    };
+    if agent.epoch != epoch {
+        return Ok(None);
+    }
+    match agent.state {
+        OperationalState::ProvideV | OperationalState::ProvideVRetry => provide_v(ctx, agent).await,
+        OperationalState::Start | OperationalState::GetQuote | OperationalState::GetQuoteRetry => {
+            get_quote(ctx, agent).await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The agent API version to use: the stored one, else negotiated via `/version` (and stored).
+async fn agent_version(ctx: &Ctx, agent: &mut StoredAgent) -> Result<ApiVersion, CallError> {
+    if let Some(v) = agent
+        .supported_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+    {
+        return Ok(v);
+    }
+    let v = ctx
+        .client
+        .negotiate_version(&AgentClient::base_url(agent))
+        .await?;
+    tracing::info!(version = %v, "negotiated agent API version");
+    agent.supported_version = Some(v.to_string());
+    Ok(v)
+}
+
+async fn get_quote(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>, DbError> {
+    let policy = match TpmPolicy::parse(&agent.tpm_policy) {
+        Ok(p) => p,
+        Err(e) => {
+            let f = Failure::new("quote_validation.bad_policy", e.to_string());
+            return fail(ctx, agent, OperationalState::Failed, f).await;
+        }
+    };
+    let version = match agent_version(ctx, &mut agent).await {
+        Ok(v) => v,
+        Err(e) => return call_failed(ctx, agent, OperationalState::GetQuoteRetry, e).await,
+    };
+    let nonce = match Challenge::generate() {
+        Ok(c) => c.as_str().to_owned(),
+        Err(e) => {
+            let f = Failure::new("internal.random", e.to_string());
+            return fail(ctx, agent, OperationalState::Failed, f).await;
+        }
+    };
+    // partial=1 only on periodic polls with a known NK (§4.2).
+    let partial = agent.public_key.is_some() && agent.state == OperationalState::GetQuote;
+    let query = IntegrityQuoteQuery {
+        nonce: nonce.clone(),
+        mask: policy.mask.clone(),
+        partial: if partial { "1" } else { "0" }.into(),
+        ima_ml_entry: Some("0".into()),
+    };
+    let endpoint = AgentClient::endpoint(&agent, version);
+    let resp = match ctx.client.integrity_quote(&endpoint, &query).await {
+        Ok(r) => r,
+        Err(e) => return call_failed(ctx, agent, OperationalState::GetQuoteRetry, e).await,
+    };
+    agent.last_received_quote = unix_now();
+    match appraise(&agent, &nonce, &resp) {
+        Err(f) => fail(ctx, agent, OperationalState::InvalidQuote, f).await,
+        Ok(good) => {
+            agent.attestation_count += 1;
+            agent.last_successful_attestation = agent.last_received_quote;
+            agent.public_key = Some(good.nk_pem);
+            agent.hash_alg = good.hash_alg;
+            agent.enc_alg = good.enc_alg;
+            agent.sign_alg = good.sign_alg;
+            agent.tpm_clock = Some(good.clock);
+            agent.retry_count = 0;
+            agent.severity_level = None;
+            agent.last_event_id = None;
+            agent.failure_reason = None;
+            if good.nk_changed && agent.v_delivered {
+                tracing::warn!("the agent's NK changed; V will be delivered again");
+                agent.v_delivered = false;
+            }
+            if agent.v.is_some() && !agent.v_delivered {
+                agent.state = OperationalState::ProvideV;
+                tracing::info!(count = agent.attestation_count, "quote good; delivering V");
+                // Persist PROVIDE_V first: a restart before delivery resumes here.
+                if save(ctx, agent.clone(), Some(Duration::ZERO))
+                    .await?
+                    .is_none()
+                {
+                    return Ok(None);
+                }
+                return provide_v(ctx, agent).await;
+            }
+            if agent.state != OperationalState::GetQuote {
+                tracing::info!(count = agent.attestation_count, "quote good; attesting");
+            } else {
+                tracing::debug!(count = agent.attestation_count, "quote good");
+            }
+            agent.state = OperationalState::GetQuote;
+            let next = ctx.settings.quote_interval;
+            save(ctx, agent, Some(next)).await
+        }
+    }
+}
+
+async fn provide_v(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>, DbError> {
+    let (Some(v), Some(nk)) = (agent.v.clone(), agent.public_key.clone()) else {
+        // Nothing to send, or no NK yet: back to quoting (partial=0 fetches the NK).
+        agent.state = OperationalState::GetQuote;
+        agent.v_delivered = agent.v.is_none();
+        return save(ctx, agent, Some(Duration::ZERO)).await;
+    };
+    let encrypted = KeyShare::from_base64(&v).and_then(|share| encrypt_share_to_nk(&nk, &share));
+    let encrypted = match encrypted {
+        Ok(e) => e,
+        Err(e) => {
+            let f = Failure::new(
+                "provide_v.encrypt",
+                format!("cannot encrypt V to the agent's NK: {e}"),
+            );
+            return fail(ctx, agent, OperationalState::Failed, f).await;
+        }
+    };
+    let version = match agent_version(ctx, &mut agent).await {
+        Ok(v) => v,
+        Err(e) => return call_failed(ctx, agent, OperationalState::ProvideVRetry, e).await,
+    };
+    let body = VkeyRequest {
+        encrypted_key: encrypted.to_base64(),
+    };
+    let endpoint = AgentClient::endpoint(&agent, version);
+    match ctx.client.post_vkey(&endpoint, &body).await {
+        Ok(()) => {
+            tracing::info!("V delivered; attesting");
+            agent.v_delivered = true;
+            agent.state = OperationalState::GetQuote;
+            agent.retry_count = 0;
+            agent.failure_reason = None;
+            let next = ctx.settings.quote_interval;
+            save(ctx, agent, Some(next)).await
+        }
+        Err(e) => call_failed(ctx, agent, OperationalState::ProvideVRetry, e).await,
+    }
+}
+
+/// An agent request failed: retry (with backoff, up to `max_retries` attempts), renegotiate
+/// the version, or give up (FAILED).
+async fn call_failed(
+    ctx: &Ctx,
+    mut agent: StoredAgent,
+    retry_state: OperationalState,
+    e: CallError,
+) -> Result<Option<Duration>, DbError> {
+    match &e {
+        CallError::VersionUnsupported { .. } if agent.retry_count < ctx.settings.max_retries => {
+            tracing::warn!("{e}; renegotiating");
+            agent.supported_version = None;
+            agent.retry_count += 1;
+            save(ctx, agent, Some(Duration::ZERO)).await
+        }
+        CallError::Unreachable { .. } => {
+            agent.retry_count += 1;
+            let n = agent.retry_count;
+            let max = ctx.settings.max_retries;
+            if n >= max {
+                let f = Failure::new(
+                    "agent.unreachable",
+                    format!("{e}; gave up after {n} attempts (max_retries = {max}); reactivate once the agent is back"),
+                );
+                return fail(ctx, agent, OperationalState::Failed, f).await;
+            }
+            let delay = ctx.settings.retry_delay(n);
+            tracing::warn!(
+                "{e}: attempt {n}/{max}, trying again in {:.3} s",
+                delay.as_secs_f64()
+            );
+            agent.state = retry_state;
+            agent.failure_reason = Some(format!("retrying ({n}/{max}): {e}"));
+            save(ctx, agent, Some(delay)).await
+        }
+        _ => {
+            let f = Failure::new("agent.request_failed", e.to_string());
+            fail(ctx, agent, OperationalState::Failed, f).await
+        }
+    }
+}
+
+/// Stop polling with `state` and the failure recorded.
+async fn fail(
+    ctx: &Ctx,
+    mut agent: StoredAgent,
+    state: OperationalState,
+    f: Failure,
+) -> Result<Option<Duration>, DbError> {
+    tracing::warn!(event = %f.event_id, state = %state, "attestation failed: {}", f.reason);
+    agent.state = state;
+    agent.severity_level = Some(SEVERITY_EMERGENCY);
+    agent.last_event_id = Some(f.event_id);
+    agent.failure_reason = Some(f.reason);
+    save(ctx, agent, None).await.map(|_| None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_as_upstream_retry_time() {
+        let s = PollSettings {
+            quote_interval: Duration::from_secs(2),
+            max_retries: 5,
+            retry_interval: 2.0,
+            exponential_backoff: true,
+            max_concurrent: 1,
+        };
+        assert_eq!(s.retry_delay(1), Duration::from_secs(2));
+        assert_eq!(s.retry_delay(4), Duration::from_secs(16));
+        let s = PollSettings {
+            retry_interval: 0.2,
+            ..s
+        };
+        assert_eq!(s.retry_delay(4), Duration::from_secs_f64(0.2));
+    }
+}

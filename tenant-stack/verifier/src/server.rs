@@ -1,0 +1,173 @@
+//! Lifecycle. [`Verifier::start`] opens the database, loads TLS, binds, starts the poller,
+//! resumes every agent that was being polled, and serves until [`Verifier::shutdown`].
+//!
+//! The API is HTTPS only and the handshake requires a client certificate chaining to
+//! `tls_dir/cacert.crt` (upstream accepts the handshake without one and answers 403, §7).
+
+use crate::agent_client::AgentClient;
+use crate::config::Config;
+use crate::db::{self, Db, DbError};
+use crate::poller::{self, PollSettings};
+use crate::routes::{self, AppState, VerifierInfo};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vouch_core::api::verifier::OperationalState;
+use vouch_tls::{ClientCertMode, TlsDir, TlsError};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("tls_dir {}: {cause} (create it with `vouch certs init --dir {}`)", dir.display(), dir.display())]
+    Tls {
+        dir: std::path::PathBuf,
+        cause: TlsError,
+    },
+    #[error("binding {addr}: {cause}")]
+    Bind {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("building the HTTP client for agents: {0}")]
+    Client(reqwest::Error),
+}
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("task {what} failed: {cause}")]
+    Task {
+        what: &'static str,
+        cause: tokio::task::JoinError,
+    },
+}
+
+/// States in which an agent is being polled (resumed at start-up).
+pub fn is_polled(state: OperationalState) -> bool {
+    matches!(
+        state,
+        OperationalState::Start
+            | OperationalState::GetQuote
+            | OperationalState::GetQuoteRetry
+            | OperationalState::ProvideV
+            | OperationalState::ProvideVRetry
+    )
+}
+
+/// A running verifier.
+#[derive(Debug)]
+pub struct Verifier {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    poller: JoinHandle<()>,
+}
+
+impl Verifier {
+    pub async fn start(config: &Config) -> Result<Verifier, StartError> {
+        let dir = config.tls_dir.clone();
+        let tls = TlsDir::new(&dir)
+            .server_config(ClientCertMode::Required)
+            .map_err(|cause| StartError::Tls { dir, cause })?;
+        let db_path = config.db_path();
+        let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+            .await
+            .map_err(|_| StartError::Db(DbError::Closed))??;
+        tracing::info!(db = %db.path().display(), "database open");
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|cause| StartError::Bind {
+                    addr: config.listen,
+                    cause,
+                })?;
+        let addr = listener.local_addr().map_err(|cause| StartError::Bind {
+            addr: config.listen,
+            cause,
+        })?;
+
+        let (shutdown, rx) = watch::channel(false);
+        let client = AgentClient::new(config.request_timeout()).map_err(StartError::Client)?;
+        let settings = PollSettings {
+            quote_interval: config.quote_interval(),
+            max_retries: config.max_retries,
+            retry_interval: config.retry_interval,
+            exponential_backoff: config.exponential_backoff,
+            max_concurrent: config.max_concurrent_quotes,
+        };
+        let (poller, poller_task) = poller::start(db.clone(), client, settings, rx.clone());
+
+        // Resume: every agent that was being polled continues from its stored state.
+        let agents = db.call(|c| db::list_agents(c)).await?;
+        let mut resumed = 0usize;
+        for a in agents.iter().filter(|a| is_polled(a.state)) {
+            poller.schedule(&a.agent_id, a.epoch, Duration::ZERO);
+            resumed += 1;
+        }
+        tracing::info!(
+            agents = agents.len(),
+            resumed,
+            "agents loaded; polling resumed"
+        );
+
+        let state = AppState {
+            db,
+            poller,
+            max_body_bytes: config.max_body_bytes,
+            info: Arc::new(VerifierInfo {
+                verifier_id: config.verifier_id.clone(),
+                ip: addr.ip().to_string(),
+                port: addr.port(),
+                quote_interval: config.quote_interval(),
+            }),
+        };
+        let app = routes::router(state);
+        let mut stop = rx;
+        let server = tokio::spawn(async move {
+            vouch_tls::serve_tls(listener, tls, app, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        });
+        tracing::info!(%addr, "verifier API up (mTLS, client certificate required)");
+        Ok(Verifier {
+            addr,
+            shutdown,
+            server,
+            poller: poller_task,
+        })
+    }
+
+    /// The listen address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop accepting, stop polling (steps in flight are aborted; their last stored state
+    /// stands), and wait for both.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Run until shut down from elsewhere.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        self.server.await.map_err(|cause| ServeError::Task {
+            what: "server",
+            cause,
+        })?;
+        self.poller.await.map_err(|cause| ServeError::Task {
+            what: "poller",
+            cause,
+        })
+    }
+
+    /// A handle that triggers shutdown (e.g. from a signal handler).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
