@@ -1,8 +1,10 @@
 //! The `vouch` command line: argument definitions and dispatch. Each command family lives in
 //! its own module; `main.rs` only parses and prints the error.
 
+pub mod agent;
 pub mod certs;
 pub mod input;
+pub mod tenant;
 pub mod tpm;
 
 use clap::{Parser, Subcommand};
@@ -26,11 +28,15 @@ pub enum Command {
     /// TLS directory for mTLS: a CA and server/client certificates (upstream's cv_ca layout).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Tenant: enrol agents with the verifier, query registrar and verifier (keylime tenant).
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Tpm(cmd) => tpm::run(cmd),
         Command::Certs(cmd) => certs::run(cmd),
+        Command::Agent(cmd) => agent::run(cmd),
     }
 }

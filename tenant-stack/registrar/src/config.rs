@@ -18,6 +18,8 @@ pub const DEFAULT_EK_CA_DIR: &str = "/etc/vouch/ek-ca";
 /// Name of the database file inside `state_dir` when `db_path` is not set.
 pub const DB_FILE_NAME: &str = "registrar.sqlite3";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default mTLS listen address (upstream registrar `tls_port = 8891`).
+pub const DEFAULT_TLS_LISTEN: &str = "127.0.0.1:8891";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -63,6 +65,13 @@ pub struct Config {
     /// Serve the admin routes (list, show, delete) on the plain-HTTP listener. Upstream serves
     /// them only over mTLS; enable for tests and trusted loopback setups only.
     pub insecure_admin_over_http: bool,
+    /// mTLS listener: every route, admin routes included, for clients holding a certificate
+    /// issued by the CA of `tls_dir`. Only bound when `tls_dir` is set.
+    pub tls_listen: SocketAddr,
+    /// TLS directory in upstream's `cv_ca` layout (`vouch certs init`): `cacert.crt` (CA that
+    /// client certificates must chain to), `server-cert.crt`, `server-private.pem`. Unset: no
+    /// TLS listener (the admin API is then unreachable unless `insecure_admin_over_http`).
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -76,6 +85,8 @@ impl Default for Config {
             allow_reregistration_with_new_keys: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             insecure_admin_over_http: false,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 8891)),
+            tls_dir: None,
         }
     }
 }
@@ -146,6 +157,10 @@ pub struct ConfigArgs {
     #[arg(long, env = "VOUCH_REGISTRAR_INSECURE_ADMIN_OVER_HTTP", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub insecure_admin_over_http: Option<bool>,
+    #[arg(long, env = "VOUCH_REGISTRAR_TLS_LISTEN")]
+    pub tls_listen: Option<SocketAddr>,
+    #[arg(long, env = "VOUCH_REGISTRAR_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -179,6 +194,12 @@ impl ConfigArgs {
         if let Some(v) = self.insecure_admin_over_http {
             c.insecure_admin_over_http = v;
         }
+        if let Some(v) = self.tls_listen {
+            c.tls_listen = v;
+        }
+        if let Some(v) = &self.tls_dir {
+            c.tls_dir = Some(v.clone());
+        }
         c.validate()?;
         Ok(c)
     }
@@ -196,6 +217,8 @@ mod tests {
         assert!(c.require_ek_cert);
         assert!(!c.allow_reregistration_with_new_keys);
         assert!(!c.insecure_admin_over_http);
+        assert_eq!(c.tls_listen.to_string(), DEFAULT_TLS_LISTEN);
+        assert_eq!(c.tls_dir, None);
     }
 
     #[test]
@@ -217,12 +240,15 @@ mod tests {
             "false",
             "--max-body-bytes",
             "10",
+            "--tls-dir",
+            "/tmp/tls",
         ])
         .unwrap();
         let c = args.resolve().unwrap();
         assert_eq!(c.listen.port(), 0);
         assert!(!c.require_ek_cert);
         assert_eq!(c.max_body_bytes, 10);
+        assert_eq!(c.tls_dir.as_deref(), Some(Path::new("/tmp/tls")));
     }
 
     #[test]

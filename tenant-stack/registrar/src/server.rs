@@ -1,10 +1,12 @@
 //! Listeners and lifecycle. [`Registrar::start`] opens the database, loads the EK CA store,
 //! binds every listener and serves until [`Registrar::shutdown`].
 //!
-//! Listeners share one [`AppState`]; each gets its own router from `routes::router`. Today
-//! there is the plain-HTTP listener; the mTLS listener (next) is one more entry in
-//! `listeners`: bind it, wrap accepted streams with a `tokio_rustls::TlsAcceptor` whose client
-//! verifier requires the admin CA, and serve `routes::router(state, true)` on it.
+//! Listeners share one [`AppState`]; each gets its own router from `routes::router`:
+//! - plain HTTP (`listen`): version, register, activate; admin routes answer 400 unless
+//!   `insecure_admin_over_http` (upstream's "insecure ok" routes, wire doc §3);
+//! - mTLS (`tls_listen`, when `tls_dir` is set): every route. The handshake requires a client
+//!   certificate chaining to `tls_dir/cacert.crt`, so every request on it is an admin's
+//!   (upstream accepts the handshake without one and answers 403 on admin routes, §7).
 
 use crate::config::Config;
 use crate::db::{Db, DbError};
@@ -17,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vouch_core::ekcert::{EkCaStore, EkCertError};
+use vouch_tls::{ClientCertMode, TlsDir, TlsError};
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -24,6 +27,11 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error("ek_ca_dir: {0} (set ek_ca_dir to a directory of EK CA certificates, or require_ek_cert = false to accept unverified EKs)")]
     EkCa(EkCertError),
+    #[error("tls_dir {}: {cause} (create it with `vouch certs init --dir {}`)", dir.display(), dir.display())]
+    Tls {
+        dir: std::path::PathBuf,
+        cause: TlsError,
+    },
     #[error("binding {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
@@ -49,6 +57,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Registrar {
     http_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
 }
@@ -86,18 +95,30 @@ impl Registrar {
             max_body_bytes: config.max_body_bytes,
         };
 
+        // Load the TLS files before binding anything, so a bad tls_dir fails start-up cleanly.
+        let tls_config = match &config.tls_dir {
+            Some(dir) => Some(
+                TlsDir::new(dir)
+                    .server_config(ClientCertMode::Required)
+                    .map_err(|cause| StartError::Tls {
+                        dir: dir.clone(),
+                        cause,
+                    })?,
+            ),
+            None => {
+                tracing::warn!("tls_dir not set: no mTLS listener; the admin API (list, show, delete) is unreachable");
+                None
+            }
+        };
+
         let (shutdown, watch_rx) = watch::channel(false);
-        let http = TcpListener::bind(config.listen)
-            .await
-            .map_err(|cause| StartError::Bind {
-                addr: config.listen,
-                cause,
-            })?;
-        let http_addr = http.local_addr().map_err(|cause| StartError::Bind {
-            addr: config.listen,
-            cause,
-        })?;
-        let app = routes::router(state, config.insecure_admin_over_http);
+        let http = bind(config.listen).await?;
+        let tls = match tls_config {
+            Some(c) => Some((bind(config.tls_listen).await?, c)),
+            None => None,
+        };
+        let http_addr = local_addr(&http, config.listen)?;
+        let app = routes::router(state.clone(), config.insecure_admin_over_http);
         let mut rx = watch_rx.clone();
         let task = tokio::spawn(async move {
             axum::serve(http, app)
@@ -107,16 +128,40 @@ impl Registrar {
                 .await
         });
         tracing::info!(addr = %http_addr, "HTTP listener up");
+        let mut listeners = vec![(http_addr, task)];
+
+        let mut tls_addr = None;
+        if let Some((listener, tls_config)) = tls {
+            let addr = local_addr(&listener, config.tls_listen)?;
+            let app = routes::router(state, true);
+            let mut rx = watch_rx.clone();
+            let task = tokio::spawn(async move {
+                vouch_tls::serve_tls(listener, tls_config, app, async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+                Ok(())
+            });
+            tracing::info!(%addr, "mTLS listener up (client certificate required)");
+            listeners.push((addr, task));
+            tls_addr = Some(addr);
+        }
         Ok(Registrar {
             http_addr,
+            tls_addr,
             shutdown,
-            listeners: vec![(http_addr, task)],
+            listeners,
         })
     }
 
     /// Address of the plain-HTTP listener (the real port when configured with port 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Address of the mTLS listener, if `tls_dir` is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Stop accepting, finish in-flight requests, and wait for every listener.
@@ -139,4 +184,16 @@ impl Registrar {
     pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|cause| StartError::Bind { addr, cause })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|cause| StartError::Bind { addr, cause })
 }

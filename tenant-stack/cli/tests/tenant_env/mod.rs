@@ -1,0 +1,177 @@
+//! Shared by the `tenant_*` tests: a real swtpm, vouch-registrar in-process with its mTLS
+//! listener, vouch-agents in-process, and a recording proxy to play a hostile network.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tempfile::TempDir;
+use vouch_agent::config::AgentConfig;
+use vouch_agent::RunningAgent;
+use vouch_cli::tenant::{Tenant, TenantConfig};
+use vouch_registrar::{Config, Registrar};
+use vouch_testkit::Swtpm;
+use vouch_tls::{default_server_names, Ca};
+
+pub struct Env {
+    pub swtpm: Swtpm,
+    pub tls: TempDir,
+    pub reg_state: TempDir,
+    pub registrar: Registrar,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let swtpm = Swtpm::start().unwrap();
+        let tls = tempfile::tempdir().unwrap();
+        let ca = Ca::create(tls.path(), "tenant test CA").unwrap();
+        ca.issue_server(&default_server_names()).unwrap();
+        ca.issue_client("tenant").unwrap();
+        let reg_state = tempfile::tempdir().unwrap();
+        let registrar = Registrar::start(&Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls_listen: "127.0.0.1:0".parse().unwrap(),
+            tls_dir: Some(tls.path().to_path_buf()),
+            state_dir: reg_state.path().to_path_buf(),
+            ek_ca_dir: swtpm.ca_dir(),
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+        Env {
+            swtpm,
+            tls,
+            reg_state,
+            registrar,
+        }
+    }
+
+    pub fn registrar_endpoint(&self) -> String {
+        self.registrar.tls_addr().unwrap().to_string()
+    }
+
+    pub fn tenant_config(&self, verifier: &str) -> TenantConfig {
+        TenantConfig {
+            registrar: self.registrar_endpoint(),
+            verifier: verifier.into(),
+            tls_dir: self.tls.path().to_path_buf(),
+        }
+    }
+
+    pub fn tenant(&self) -> Tenant {
+        Tenant::new(&self.tenant_config("127.0.0.1:1")).unwrap()
+    }
+
+    /// An agent on `swtpm` (default: the env's), enrolled with the registrar.
+    pub async fn agent(&self, swtpm: Option<&Swtpm>, uuid: &str) -> TestAgent {
+        let swtpm = swtpm.unwrap_or(&self.swtpm);
+        let state = tempfile::tempdir().unwrap();
+        let config = AgentConfig {
+            uuid: uuid.into(),
+            listen: "127.0.0.1:0".into(),
+            registrar: format!("http://{}", self.registrar.http_addr()),
+            state_dir: state.path().to_path_buf(),
+            tcti: swtpm.tcti(),
+            registrar_retries: 5,
+            registrar_retry_ms: 100,
+            secure_mount: state.path().join("secure"),
+            enable_insecure_payload: true,
+            autorun_timeout_secs: 20,
+            ..AgentConfig::default()
+        };
+        let agent = vouch_agent::start(config).await.unwrap();
+        TestAgent { agent, state }
+    }
+}
+
+pub struct TestAgent {
+    pub agent: RunningAgent,
+    pub state: TempDir,
+}
+
+impl TestAgent {
+    pub fn addr(&self) -> SocketAddr {
+        self.agent.local_addr()
+    }
+    pub fn secure(&self) -> PathBuf {
+        self.state.path().join("secure")
+    }
+}
+
+/// Wait until `path` exists (payload deployment is asynchronous to the HTTP answer).
+pub async fn wait_for_file(path: &Path) -> Vec<u8> {
+    for _ in 0..100 {
+        if let Ok(b) = std::fs::read(path) {
+            return b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{} never appeared", path.display());
+}
+
+/// A man in the middle between tenant and agent: records every request, forwards it, and
+/// can replace the nonce of identity-quote requests (to replay a quote made for another one).
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    target: SocketAddr,
+    replace_nonce: Option<String>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr, replace_nonce: Option<&str>) -> Proxy {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = ProxyState {
+            target,
+            replace_nonce: replace_nonce.map(str::to_owned),
+            seen: seen.clone(),
+        };
+        let app = axum::Router::new().fallback(forward).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Proxy { addr, seen }
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn forward(State(s): State<ProxyState>, req: Request) -> Response {
+    let method = req.method().clone();
+    let mut path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    s.seen.lock().unwrap().push(format!("{method} {path}"));
+    if let Some(n) = &s.replace_nonce {
+        if path.contains("/quotes/identity") {
+            path = format!("{}?nonce={n}", path.split('?').next().unwrap());
+        }
+    }
+    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .request(method, format!("http://{}{path}", s.target))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let code = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+    let bytes = resp.bytes().await.unwrap();
+    (code, [("content-type", "application/json")], bytes).into_response()
+}
