@@ -266,7 +266,13 @@ async fn bad_query_parameters_get_400_envelopes() {
     let expected = challenge_hmac(&k, &Challenge::parse("abc123").unwrap()).to_hex();
     assert_eq!(body["results"]["hmac"], expected);
     assert_eq!(
-        std::fs::read(agent.secure_mount().dir().join("unzipped/decrypted_payload")).unwrap(),
+        std::fs::read(
+            agent
+                .secure_mount()
+                .dir()
+                .join("unzipped/decrypted_payload")
+        )
+        .unwrap(),
         b"secret user-data"
     );
     agent.shutdown().await.unwrap();
