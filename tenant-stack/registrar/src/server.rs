@@ -9,7 +9,7 @@
 //!   (upstream accepts the handshake without one and answers 403 on admin routes, §7).
 
 use crate::config::Config;
-use crate::db::{Db, DbError};
+use crate::db::{self, DbError};
 use crate::registration::Policy;
 use crate::routes::{self, AppState};
 use std::net::SocketAddr;
@@ -82,7 +82,7 @@ impl Registrar {
             tracing::warn!(listen = %config.listen, "insecure_admin_over_http = true: anyone reaching this port can list and delete agents");
         }
         let db_path = config.db_path();
-        let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+        let db = tokio::task::spawn_blocking(move || db::open(&db_path))
             .await
             .map_err(|_| StartError::Db(DbError::Closed))??;
         tracing::info!(db = %db.path().display(), "database open");

@@ -8,12 +8,8 @@
 //! where it was. Updates from the poller are conditional on `epoch`: tenant actions
 //! (reactivate, stop, delete) bump it, which turns any poll still in flight into a no-op.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::Duration;
-use thiserror::Error;
-use tokio::sync::oneshot;
+use rusqlite::{params, Connection, Row};
+use std::path::Path;
 use vouch_core::api::verifier::OperationalState;
 
 /// Migrations in order; `MIGRATIONS[i]` brings the schema from version `i` to `i + 1`.
@@ -56,38 +52,6 @@ const MIGRATIONS: &[&str] = &[
 
 /// Schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
-#[derive(Debug, Error)]
-pub enum DbError {
-    #[error("database {}: {cause}", path.display())]
-    Open {
-        path: PathBuf,
-        cause: rusqlite::Error,
-    },
-    #[error("creating the database directory {}: {cause}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
-    #[error("database {} has schema version {found}, newer than this verifier understands ({SCHEMA_VERSION})", path.display())]
-    TooNew { path: PathBuf, found: i64 },
-    #[error("database migration to version {version}: {cause}")]
-    Migration {
-        version: i64,
-        cause: rusqlite::Error,
-    },
-    #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("database row for agent {agent_id}: column {column} holds an invalid value")]
-    Corrupt {
-        agent_id: String,
-        column: &'static str,
-    },
-    #[error("starting the database thread: {0}")]
-    Thread(std::io::Error),
-    #[error("the database thread has stopped")]
-    Closed,
-}
 
 /// The TPM clock of the last good quote (`Tpm.check_quote_timing` compares the next one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,103 +98,11 @@ pub struct StoredAgent {
     pub failure_reason: Option<String>,
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+pub use vouch_store::{Db, DbError};
 
-/// Handle to the database thread. Cheap to clone; the thread ends when the last clone drops.
-#[derive(Clone, Debug)]
-pub struct Db {
-    jobs: mpsc::Sender<Job>,
-    path: PathBuf,
-}
-
-impl Db {
-    /// Open (creating if needed) and migrate the database, then start its owner thread.
-    pub fn open(path: &Path) -> Result<Db, DbError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|cause| DbError::CreateDir {
-                path: dir.to_path_buf(),
-                cause,
-            })?;
-        }
-        let open_err = |cause| DbError::Open {
-            path: path.to_path_buf(),
-            cause,
-        };
-        let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        migrate(&mut conn, path)?;
-
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("vouch-verifier-db".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    job(&mut conn);
-                }
-            })
-            .map_err(DbError::Thread)?;
-        Ok(Db {
-            jobs: tx,
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Run `f` on the database thread and await its result.
-    pub async fn call<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: From<DbError> + Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let _ = tx.send(f(conn));
-        });
-        self.jobs.send(job).map_err(|_| E::from(DbError::Closed))?;
-        rx.await.map_err(|_| E::from(DbError::Closed))?
-    }
-}
-
-fn schema_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let v: Option<i64> = conn
-        .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
-        .optional()?
-        .flatten();
-    Ok(v.unwrap_or(0))
-}
-
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
-    let current = schema_version(conn)?;
-    if current > SCHEMA_VERSION {
-        return Err(DbError::TooNew {
-            path: path.to_path_buf(),
-            found: current,
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let version = i as i64 + 1;
-        let err = |cause| DbError::Migration { version, cause };
-        let tx = conn.transaction().map_err(err)?;
-        tx.execute_batch(sql).map_err(err)?;
-        tx.execute(
-            "INSERT INTO schema_version (version) VALUES (?1)",
-            [version],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)?;
-        tracing::info!(db = %path.display(), version, "applied database migration");
-    }
-    Ok(())
+/// Open (creating and migrating) the verifier's database.
+pub fn open(path: &Path) -> Result<Db, DbError> {
+    Db::open(path, "vouch-verifier-db", MIGRATIONS)
 }
 
 const COLUMNS: &str = "agent_id, v, ip, port, tpm_policy, meta_data, accept_tpm_hash_algs, \
@@ -488,7 +360,7 @@ mod tests {
     async fn roundtrip_epoch_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.sqlite3");
-        let db = Db::open(&path).unwrap();
+        let db = open(&path).unwrap();
         let a = sample("a");
         let b = a.clone();
         assert!(db.call(move |c| insert_agent(c, &b)).await.unwrap());
@@ -517,7 +389,7 @@ mod tests {
         assert!(!db.call(move |c| save_progress(c, &p)).await.unwrap());
         drop(db);
 
-        let db = Db::open(&path).unwrap();
+        let db = open(&path).unwrap();
         let got = db.call(|c| get_agent(c, "a")).await.unwrap().unwrap();
         assert_eq!(got.state, OperationalState::TenantFailed);
         assert_eq!(got.attestation_count, 3);

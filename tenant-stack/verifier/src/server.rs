@@ -6,7 +6,7 @@
 
 use crate::agent_client::AgentClient;
 use crate::config::Config;
-use crate::db::{self, Db, DbError};
+use crate::db::{self, DbError};
 use crate::poller::{self, PollSettings};
 use crate::routes::{self, AppState, VerifierInfo};
 use std::net::SocketAddr;
@@ -74,7 +74,7 @@ impl Verifier {
             .server_config(ClientCertMode::Required)
             .map_err(|cause| StartError::Tls { dir, cause })?;
         let db_path = config.db_path();
-        let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+        let db = tokio::task::spawn_blocking(move || db::open(&db_path))
             .await
             .map_err(|_| StartError::Db(DbError::Closed))??;
         tracing::info!(db = %db.path().display(), "database open");
