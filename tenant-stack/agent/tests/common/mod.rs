@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod upstream;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::io::Write;
