@@ -4,10 +4,11 @@ use crate::device::Device;
 use crate::error::TpmError;
 use crate::keys::EkKind;
 use tss_esapi::attributes::NvIndexAttributesBuilder;
+use tss_esapi::constants::CapabilityType;
 use tss_esapi::handles::{NvIndexHandle, NvIndexTpmHandle, ObjectHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::resource_handles::{NvAuth, Provision};
-use tss_esapi::structures::{MaxNvBuffer, NvPublic, NvPublicBuilder};
+use tss_esapi::structures::{CapabilityData, MaxNvBuffer, NvPublic, NvPublicBuilder};
 
 /// Who may read and write an index defined with [`crate::TpmHandle::nv_define`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,11 @@ impl Device {
     /// ESYS handle for an existing index; `None` if it is not defined. Close it after use.
     fn nv_open(&mut self, index: u32) -> Result<Option<NvIndexHandle>, TpmError> {
         let tpm_handle = NvIndexTpmHandle::new(index).map_err(|_| not_nv_index(index))?;
+        // Ask first: probing an undefined index through NV_ReadPublic makes tpm2-tss log an
+        // ERROR line for what is an ordinary answer (an agent's first start, for one).
+        if !self.nv_defined(index)? {
+            return Ok(None);
+        }
         match self.ctx.tr_from_tpm_public(TpmHandle::NvIndex(tpm_handle)) {
             Ok(h) => Ok(Some(h.into())),
             Err(e) => {
@@ -36,6 +42,18 @@ impl Device {
                 }
             }
         }
+    }
+
+    /// Whether `index` is defined, from the TPM's list of NV handles.
+    fn nv_defined(&mut self, index: u32) -> Result<bool, TpmError> {
+        let (data, _more) = self
+            .ctx
+            .get_capability(CapabilityType::Handles, index, 1)
+            .map_err(TpmError::command("GetCapability(handles)"))?;
+        Ok(match data {
+            CapabilityData::Handles(list) => list.iter().any(|h| u32::from(*h) == index),
+            _ => false,
+        })
     }
 
     fn nv_close(&mut self, handle: NvIndexHandle) {
