@@ -9,7 +9,7 @@ APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools
   libtss2-dev pkg-config build-essential
   python3 python3-venv python3-gpg python3-cryptography openssl xxd
-  ca-certificates
+  ca-certificates curl
 )
 KEYLIME_VERSION=7.14.3
 # The keylime wheel declares no dependencies; these are what its registrar, verifier and tenant

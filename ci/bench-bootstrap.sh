@@ -1,0 +1,455 @@
+#!/usr/bin/env bash
+# Bootstrap and detection latency, Vouch vs upstream keylime 7.14.3, side by side in one table.
+#   Both control planes run here on 127.0.0.1 against the same swtpm and attest the SAME agent
+#   implementation, vouch-agent (upstream's agent is rust-keylime, not available here).
+#   Vouch:    vouch-registrar + vouch-verifier, tenant `vouch agent add`.
+#   Upstream: keylime_registrar + keylime_verifier from the keylime venv, tenant
+#             `keylime_tenant -c add ... -f payload --verify` (configs as in
+#             tenant-stack/agent/tests/common/upstream.rs).
+# Each run: a fresh agent (new UUID, new state, new secure mount) enrolls; then
+#   bootstrap latency = tenant start → decrypted payload in the agent's secure mount (file mtime;
+#                       the file is polled every few ms). Python start-up is part of upstream's
+#                       real latency; the tenant process wall time is reported too.
+#   detection latency = PCR 17 changed (swtpm_ioctl -h on swtpm's control channel) → the
+#                       verifier's REST API (curl with the client certificate, polled every 10 ms)
+#                       reports Invalid Quote (9) or Failed (7). The change is made right after an
+#                       attestation_count increment is seen, i.e. at the worst phase of the quote
+#                       cycle, so it reads against "≤ quote_interval + 10 ms". Nothing subtracted.
+# Output: one table (median, min–max over the runs) and the targets. A benchmark, not a test: it
+# fails only if something does not work, never because of a number.
+# Env: BENCH_RUNS (runs per stack, default 5), BENCH_QUOTE_INTERVAL (s, both verifiers, default 1),
+#      BENCH_TIMEOUT (s to wait for each daemon / state, default 90),
+#      BENCH_PROFILE (cargo profile of the Vouch binaries: debug, the default, as the demo uses,
+#      or release), VOUCH_KEYLIME_VENV (default /opt/vouch/keylime-venv).
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+./ci/install-deps.sh
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+profile=${BENCH_PROFILE:-debug}
+echo "[bench] building vouch ($profile profile)…" >&2
+cargo build --quiet --profile "$([ "$profile" = debug ] && echo dev || echo "$profile")" \
+  -p vouch-registrar -p vouch-verifier -p vouch-agent -p vouch-cli
+bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$profile"
+vouch=$bin/vouch
+venv=${VOUCH_KEYLIME_VENV:-/opt/vouch/keylime-venv}
+[ -x "$venv/bin/keylime_verifier" ] || { echo "[bench] no upstream keylime in $venv (run ci/install-deps.sh)" >&2; exit 1; }
+
+export RUST_LIB_BACKTRACE=0
+runs=${BENCH_RUNS:-5}
+quote_interval=${BENCH_QUOTE_INTERVAL:-1}
+timeout=${BENCH_TIMEOUT:-90}
+repo=$(pwd)
+work=$(mktemp -d /tmp/vouch-bench.XXXXXX)
+logs=$work/logs
+mkdir -p "$logs"
+results=$work/results.tsv # stack metric ms
+: >"$results"
+declare -A pids=() # daemon name -> pid (each the leader of its own process group)
+agent_name=""      # the running agent's name in pids
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup. Every daemon runs in its own process group (setsid); upstream's daemons ignore
+# SIGTERM in their parent and fork workers, so: TERM to the group, a grace period, KILL the group.
+stop_group() { # pid [grace in 0.1 s]
+  local pid=$1 grace=${2:-30}
+  kill -0 "$pid" 2>/dev/null || { kill -KILL -- "-$pid" 2>/dev/null; return 0; }
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq "$grace"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+unmount_all() { # whatever is still mounted under $work (an agent that did not unmount)
+  local m
+  findmnt -rn -o TARGET | grep -F "$work/" | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || echo "[bench] could not unmount $m" >&2
+  done
+}
+failed_at=""
+cleanup() {
+  local rc=$?
+  set +e
+  trap - ERR INT TERM
+  if [ "$rc" -ne 0 ]; then
+    printf '\n[bench] FAILED%s (exit %d)\n' "${failed_at:+: $failed_at}" "$rc" >&2
+    local f
+    for f in "$logs"/*.log; do
+      [ -s "$f" ] || continue
+      printf '\n--- last lines of %s ---\n' "$(basename "$f")" >&2
+      tail -n 15 "$f" >&2
+    done
+  fi
+  [ -n "$agent_name" ] && [ -n "${pids[$agent_name]:-}" ] && stop_group "${pids[$agent_name]}"
+  unmount_all
+  local name
+  for name in "${!pids[@]}"; do stop_group "${pids[$name]}"; done
+  [ -f "$work/tpm/pid" ] && stop_group "$(cat "$work/tpm/pid")" 10
+  if findmnt -rn -o TARGET | grep -qF "$work/"; then
+    echo "[bench] something is still mounted under $work; leaving it in place" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'failed_at="interrupted"; exit 130' INT
+trap 'failed_at="terminated"; exit 143' TERM
+trap 'failed_at=${failed_at:-"line $LINENO: $BASH_COMMAND"}' ERR
+fail() { failed_at="$*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+now_ms() { date +%s%3N; }
+log() { printf '[bench] %s\n' "$*" >&2; }
+free_ports() { # N distinct free loopback ports
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+# Start a daemon in its own process group, log in $logs/NAME.log, cwd DIR. NAME DIR ENV... -- CMD...
+start_daemon() {
+  local name=$1 dir=$2; shift 2
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  (cd "$dir" && exec setsid env NO_COLOR=1 "${envs[@]}" "$@" </dev/null >"$logs/$name.log" 2>&1) &
+  pids[$name]=$!
+}
+wait_until() { # NAME WHAT CMD...: poll until CMD succeeds; fail if NAME died or at the timeout
+  local name=$1 what=$2; shift 2
+  local deadline=$(( $(now_ms) + timeout * 1000 ))
+  until "$@" >/dev/null 2>&1; do
+    kill -0 "${pids[$name]}" 2>/dev/null || fail "$name exited before $what (its log is below)"
+    [ "$(now_ms)" -le "$deadline" ] || fail "$name: no $what within ${timeout}s (its log is below)"
+    sleep 0.05
+  done
+}
+# curl with a TLS directory holding cacert.crt, client-cert.crt, client-private.pem. TLS URL [ARGS]
+tls_curl() {
+  local tls=$1 url=$2; shift 2
+  curl -s --max-time 5 --cacert "$tls/cacert.crt" --cert "$tls/client-cert.crt" \
+    --key "$tls/client-private.pem" "$@" "$url"
+}
+http_ok() { [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "$1")" = 200 ]; }
+tls_ok() { [ "$(tls_curl "$1" "$2" -o /dev/null -w '%{http_code}')" = 200 ]; }
+# operational_state and attestation_count from a verifier's GET /agents/ID body, as "STATE COUNT".
+state_count() {
+  local body st cnt
+  body=$(cat)
+  st=$(grep -oE '"operational_state": *"?[0-9]+' <<<"$body" | grep -oE '[0-9]+$' | head -1) || true
+  cnt=$(grep -oE '"attestation_count": *[0-9]+' <<<"$body" | grep -oE '[0-9]+$' | head -1) || true
+  echo "${st:--1} ${cnt:--1}"
+}
+mtime_ms() { stat -c %.3Y "$1" | tr -d .; }
+pcr17_after() { # DATA: PCR 17 after swtpm_ioctl -h DATA (reset to zero, extended with sha256(DATA))
+  python3 -c 'import hashlib,sys; print(hashlib.sha256(bytes(32)+hashlib.sha256(sys.argv[1].encode()).digest()).hexdigest())' "$1"
+}
+
+# =============================================================================================
+log "swtpm with an EK certificate"
+"$repo/ci/swtpm-up.sh" "$work/tpm" >"$work/tpm.env" || fail "swtpm did not start"
+# shellcheck disable=SC1091
+. "$work/tpm.env"
+tpm_port=${VOUCH_TCTI##*port=}
+tpm_ctrl=$((tpm_port + 1))
+# A fresh swtpm's PCR 17 is all ones (TPM2_Startup(CLEAR)); each tamper makes it H(0…0 || H(data)),
+# so the value every run pins is known without taking the agent's TPM connection.
+pcr17=$(printf 'f%.0s' $(seq 64))
+
+payload=$work/payload.txt
+printf 'vouch bench secret %s\n' "$(head -c 12 /dev/urandom | base64)" >"$payload"
+
+# The Vouch control plane.
+vtls=$work/vouch/tls
+mkdir -p "$work/vouch"
+"$vouch" certs init --dir "$vtls" >/dev/null
+read -r v_reg_port v_reg_tls_port v_ver_port <<<"$(free_ports 3)"
+log "starting vouch-registrar and vouch-verifier (quote_interval ${quote_interval} s)"
+start_daemon vouch-registrar "$work/vouch" VOUCH_REGISTRAR_LISTEN="127.0.0.1:$v_reg_port" \
+  VOUCH_REGISTRAR_TLS_LISTEN="127.0.0.1:$v_reg_tls_port" VOUCH_REGISTRAR_TLS_DIR="$vtls" \
+  VOUCH_REGISTRAR_STATE_DIR="$work/vouch/registrar" VOUCH_REGISTRAR_EK_CA_DIR="$VOUCH_EK_CA_DIR" \
+  -- "$bin/vouch-registrar"
+start_daemon vouch-verifier "$work/vouch" VOUCH_VERIFIER_LISTEN="127.0.0.1:$v_ver_port" \
+  VOUCH_VERIFIER_TLS_DIR="$vtls" VOUCH_VERIFIER_STATE_DIR="$work/vouch/verifier" \
+  VOUCH_VERIFIER_QUOTE_INTERVAL="$quote_interval" -- "$bin/vouch-verifier"
+wait_until vouch-registrar "answer on /version" http_ok "http://127.0.0.1:$v_reg_port/version"
+wait_until vouch-verifier "answer on /version" tls_ok "$vtls" "https://127.0.0.1:$v_ver_port/version"
+
+# The upstream control plane: configs as in tenant-stack/agent/tests/common/upstream.rs.
+kd=$work/upstream
+mkdir -p "$kd"
+read -r u_ver_port u_reg_port u_reg_tls_port u_zmq_port <<<"$(free_ports 4)"
+cat >"$kd/verifier.conf" <<CONF
+[verifier]
+version = 2.6
+uuid = default
+ip = 127.0.0.1
+port = $u_ver_port
+registrar_ip = 127.0.0.1
+registrar_port = $u_reg_tls_port
+mode = pull
+enable_agent_mtls = False
+tls_dir = generate
+server_key = default
+server_key_password =
+server_cert = default
+trusted_client_ca = default
+client_key = default
+client_key_password =
+client_cert = default
+trusted_server_ca = default
+database_url = sqlite
+database_pool_sz_ovfl = 5,10
+auto_migrate_db = True
+num_workers = 1
+max_workers = 1
+exponential_backoff = True
+retry_interval = 2
+max_retries = 5
+quote_interval = $quote_interval
+request_timeout = 60.0
+max_upload_size = 104857600
+measured_boot_ml_files = []
+measured_boot_imports = []
+measured_boot_policy_name = accept-all
+measured_boot_evaluate = once
+severity_labels = ["info", "notice", "warning", "error", "critical", "alert", "emergency"]
+severity_policy = [{"event_id": ".*", "severity_label": "emergency"}]
+ignore_tomtou_errors = False
+durable_attestation_import =
+persistent_store_url =
+transparency_log_url =
+time_stamp_authority_url =
+time_stamp_authority_certs_path =
+persistent_store_format = json
+persistent_store_encoding =
+transparency_log_sign_algo = sha256
+signed_attributes =
+require_allow_list_signatures = False
+
+[revocations]
+enabled_revocation_notifications = []
+zmq_ip = 127.0.0.1
+zmq_port = $u_zmq_port
+webhook_url =
+CONF
+cat >"$kd/registrar.conf" <<CONF
+[registrar]
+version = 2.6
+ip = 127.0.0.1
+port = $u_reg_port
+tls_port = $u_reg_tls_port
+tls_dir = default
+server_key = default
+server_key_password =
+server_cert = default
+trusted_client_ca = default
+database_url = sqlite
+database_pool_sz_ovfl = 5,10
+auto_migrate_db = True
+max_workers = 1
+max_upload_size = 104857600
+durable_attestation_import =
+tpm_identity = default
+malformed_cert_action = warn
+CONF
+cat >"$kd/ca.conf" <<'CONF'
+[ca]
+version = 2.6
+password = default
+cert_country = US
+cert_ca_name = Keylime Test CA
+cert_state = MA
+cert_locality = Lexington
+cert_organization = MITLL
+cert_org_unit = 53
+cert_ca_lifetime = 3650
+cert_lifetime = 365
+cert_bits = 2048
+cert_crl_dist = http://localhost:38080/crl
+CONF
+cat >"$kd/tenant.conf" <<CONF
+[tenant]
+version = 2.6
+verifier_ip = 127.0.0.1
+verifier_port = $u_ver_port
+registrar_ip = 127.0.0.1
+registrar_port = $u_reg_tls_port
+tls_dir = default
+enable_agent_mtls = False
+client_key = default
+client_key_password =
+client_cert = default
+trusted_server_ca = default
+tpm_cert_store = $VOUCH_EK_CA_DIR
+max_payload_size = 1048576
+accept_tpm_hash_algs = ['sha512', 'sha384', 'sha256']
+accept_tpm_encryption_algs = ['ecc', 'rsa']
+accept_tpm_signing_algs = ['ecschnorr', 'rsassa']
+exponential_backoff = True
+max_retries = 5
+retry_interval = 2
+request_timeout = 60
+require_ek_cert = True
+ek_check_script =
+mb_refstate =
+CONF
+# Only our files are read (an existing KEYLIME_<C>_CONFIG file is the only config read).
+while read -r v; do unset "$v"; done < <(env | sed -n 's/^\(KEYLIME_[A-Za-z0-9_]*\)=.*/\1/p')
+kenv=(KEYLIME_DIR="$kd" KEYLIME_VERIFIER_CONFIG="$kd/verifier.conf"
+  KEYLIME_REGISTRAR_CONFIG="$kd/registrar.conf" KEYLIME_TENANT_CONFIG="$kd/tenant.conf"
+  KEYLIME_CA_CONFIG="$kd/ca.conf" PYTHONUNBUFFERED=1)
+utls=$kd/cv_ca # generated by the verifier (tls_dir = generate), reused by registrar and tenant
+log "starting keylime_verifier (cold start: migrations + CA generation), then keylime_registrar"
+start_daemon keylime_verifier "$kd" "${kenv[@]}" -- "$venv/bin/keylime_verifier"
+wait_until keylime_verifier "answer on /version" http_ok "https://127.0.0.1:$u_ver_port/version"
+start_daemon keylime_registrar "$kd" "${kenv[@]}" -- "$venv/bin/keylime_registrar"
+wait_until keylime_registrar "answer on /version" http_ok "http://127.0.0.1:$u_reg_port/version"
+u_api=$(curl -s "http://127.0.0.1:$u_reg_port/version" | sed -nE 's/.*"current_version": *"([0-9.]+)".*/\1/p')
+u_api=v${u_api:-2.3}
+
+# ---------------------------------------------------------------------------------------------
+# One run against one stack: fresh agent, tenant add, bootstrap, tamper, detection.
+run_once() { # STACK(vouch|upstream) I
+  local stack=$1 i=$2 uuid agent_port rd secure agent reg_ok ver_url tls
+  uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
+  read -r agent_port <<<"$(free_ports 1)"
+  rd=$work/$stack/run$i
+  secure=$rd/secure
+  mkdir -p "$rd"
+  agent="agent-$stack-$i"
+  local registrar
+  if [ "$stack" = vouch ]; then registrar=127.0.0.1:$v_reg_port; else registrar=127.0.0.1:$u_reg_port; fi
+  agent_name=$agent
+  start_daemon "$agent" "$rd" VOUCH_AGENT_UUID="$uuid" VOUCH_AGENT_LISTEN="127.0.0.1:$agent_port" \
+    VOUCH_AGENT_REGISTRAR="$registrar" VOUCH_AGENT_TCTI="$VOUCH_TCTI" \
+    VOUCH_AGENT_STATE_DIR="$rd/agent" VOUCH_AGENT_SECURE_MOUNT="$secure" \
+    VOUCH_AGENT_ENABLE_INSECURE_PAYLOAD=true -- "$bin/vouch-agent"
+  wait_until "$agent" "answer on /version" http_ok "http://127.0.0.1:$agent_port/version"
+  if [ "$stack" = vouch ]; then
+    wait_until "$agent" "activated registration" env VOUCH_REGISTRAR="127.0.0.1:$v_reg_tls_port" \
+      VOUCH_TLS_DIR="$vtls" "$vouch" agent regstatus --uuid "$uuid"
+    ver_url=https://127.0.0.1:$v_ver_port/v2.5/agents/$uuid tls=$vtls
+  else
+    # Upstream's registrar answers 200 only once the agent is activated.
+    wait_until "$agent" "activated registration" tls_ok "$utls" \
+      "https://127.0.0.1:$u_reg_tls_port/$u_api/agents/$uuid"
+    ver_url=https://127.0.0.1:$u_ver_port/v2.6/agents/$uuid tls=$utls
+  fi
+  local policy="{\"17\": [\"$pcr17\"]}"
+
+  # Bootstrap: the tenant in the background, the payload file polled meanwhile.
+  local tt=$rd/tenant.time
+  if [ "$stack" = vouch ]; then
+    (s=$(now_ms); rc=0
+     VOUCH_REGISTRAR="127.0.0.1:$v_reg_tls_port" VOUCH_VERIFIER="127.0.0.1:$v_ver_port" VOUCH_TLS_DIR="$vtls" \
+       "$vouch" agent add --uuid "$uuid" --ip 127.0.0.1 --port "$agent_port" --payload "$payload" \
+       --tpm-policy "$policy" --verify-timeout "$timeout" >"$logs/tenant-$stack-$i.log" 2>&1 || rc=$?
+     echo "$rc $s $(now_ms)" >"$tt") &
+  else
+    (cd "$kd"; s=$(now_ms); rc=0
+     env "${kenv[@]}" "$venv/bin/keylime_tenant" -c add -u "$uuid" -t 127.0.0.1 -tp "$agent_port" \
+       -f "$payload" --tpm_policy "$policy" --verify </dev/null >"$logs/tenant-$stack-$i.log" 2>&1 || rc=$?
+     echo "$rc $s $(now_ms)" >"$tt") &
+  fi
+  local tpid=$! f=$secure/unzipped/decrypted_payload deadline=$(( $(now_ms) + timeout * 1000 ))
+  until [ -e "$f" ]; do
+    if ! kill -0 "$tpid" 2>/dev/null && [ -s "$tt" ] && [ "$(cut -d' ' -f1 "$tt")" != 0 ]; then
+      fail "$stack tenant add failed (logs/tenant-$stack-$i.log below)"
+    fi
+    [ "$(now_ms)" -lt "$deadline" ] || fail "$stack: no payload in $secure within ${timeout}s"
+    sleep 0.002
+  done
+  local t_payload; t_payload=$(mtime_ms "$f")
+  wait "$tpid" || true
+  local rc s e; read -r rc s e <"$tt"
+  [ "$rc" = 0 ] || fail "$stack tenant add exited $rc (logs/tenant-$stack-$i.log)"
+  cmp -s "$payload" "$f" || fail "$stack: the decrypted payload differs from the tenant's"
+  printf '%s\tbootstrap\t%s\n%s\ttenant\t%s\n' "$stack" "$(( t_payload - s ))" "$stack" "$(( e - s ))" >>"$results"
+
+  # Detection: wait for Get Quote with a count, then tamper right after the next increment.
+  local sc st cnt c0="" deadline=$(( $(now_ms) + timeout * 1000 ))
+  while :; do
+    sc=$(tls_curl "$tls" "$ver_url" | state_count) || true
+    read -r st cnt <<<"$sc"
+    if [ "${st:-}" = 3 ] && [ -n "${cnt:-}" ] && [ "$cnt" -ge 1 ]; then
+      if [ -z "$c0" ]; then c0=$cnt; elif [ "$cnt" -gt "$c0" ]; then break; fi
+    fi
+    case ${st:-} in 7 | 9) fail "$stack: agent failed before the tamper (state $st)" ;; esac
+    [ "$(now_ms)" -lt "$deadline" ] || fail "$stack: no attestation in Get Quote within ${timeout}s (state ${st:-?})"
+    sleep 0.01
+  done
+  local data="bench-$stack-$i" t_tamper t_det
+  t_tamper=$(now_ms)
+  swtpm_ioctl --tcp "127.0.0.1:$tpm_ctrl" -h "$data" || fail "swtpm_ioctl -h failed"
+  pcr17=$(pcr17_after "$data")
+  deadline=$(( $(now_ms) + timeout * 1000 ))
+  while :; do
+    sc=$(tls_curl "$tls" "$ver_url" | state_count) || true
+    read -r st cnt <<<"$sc"
+    case ${st:-} in 7 | 9) break ;; esac
+    [ "$(now_ms)" -lt "$deadline" ] || fail "$stack: no failed state within ${timeout}s of the tamper"
+    sleep 0.01
+  done
+  t_det=$(now_ms)
+  printf '%s\tdetection\t%s\n' "$stack" "$(( t_det - t_tamper ))" >>"$results"
+  log "$stack run $i: bootstrap $(( t_payload - s )) ms, tenant $(( e - s )) ms, detection $(( t_det - t_tamper )) ms (state $st)"
+
+  tls_curl "$tls" "$ver_url" -X DELETE -o /dev/null || true
+  stop_group "${pids[$agent]}"
+  unset "pids[$agent]"
+  agent_name=""
+}
+
+# Alternate the stacks so drift on the shared cores hits both alike.
+for i in $(seq "$runs"); do
+  run_once vouch "$i"
+  run_once upstream "$i"
+done
+
+# =============================================================================================
+python3 - "$results" "$runs" "$quote_interval" "$profile" <<'PY'
+import statistics, sys
+path, runs, qi, profile = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+data = {}
+for line in open(path):
+    stack, metric, ms = line.split()
+    data.setdefault((stack, metric), []).append(int(ms))
+def med(stack, metric): return statistics.median(data[(stack, metric)])
+def cell(stack, metric):
+    v = data[(stack, metric)]
+    return f"{statistics.median(v):.0f} ({min(v)}–{max(v)})"
+rows = [("bootstrap latency (add → payload in mount)", "bootstrap"),
+        ("tenant process wall time", "tenant"),
+        ("detection latency (PCR 17 → failed state)", "detection")]
+hdr = ("metric [ms]", "Vouch median (min–max)", "upstream 7.14.3 median (min–max)", "Vouch/upstream")
+table = [hdr] + [(name, cell("vouch", m), cell("upstream", m), f"{med('vouch', m) / med('upstream', m):.2f}")
+                 for name, m in rows]
+w = [max(len(r[c]) for r in table) for c in range(4)]
+print()
+print(f"Bootstrap and detection latency, {runs} runs each, quote_interval {qi:g} s on both verifiers, swtpm;")
+print(f"Vouch binaries: {profile} build.")
+print("Both control planes attest the same agent implementation, vouch-agent (upstream's agent,")
+print("rust-keylime, is not available here). Upstream's numbers include Python start-up of keylime_tenant.")
+print("Detection: PCR 17 changed as soon as an attestation_count increment is seen (worst phase, seen up to")
+print("one 10 ms poll late, so a run can come out under the interval); verifier REST polled every 10 ms.")
+print()
+for k, r in enumerate(table):
+    print("| " + " | ".join(r[c].ljust(w[c]) for c in range(4)) + " |")
+    if k == 0:
+        print("|" + "|".join("-" * (w[c] + 2) for c in range(4)) + "|")
+vb, vd = data[("vouch", "bootstrap")], data[("vouch", "detection")]
+limit = qi * 1000 + 10
+ok = lambda b: "met" if b else "NOT met"
+rb = med("vouch", "bootstrap") / med("upstream", "bootstrap")
+rd = med("vouch", "detection") / med("upstream", "detection")
+print()
+print(f"targets: bootstrap ≤ 100 ms (every run; max {max(vb)} ms): {ok(max(vb) <= 100)}; "
+      f"detection ≤ interval + 10 ms = {limit:.0f} ms (every run; max {max(vd)} ms): {ok(max(vd) <= limit)}; "
+      f"bootstrap ≤ 0.5× upstream (medians, {rb:.2f}×): {ok(rb <= 0.5)}; "
+      f"detection ≤ 0.5× upstream (medians, {rd:.2f}×): {ok(rd <= 0.5)}")
+PY
