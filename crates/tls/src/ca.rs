@@ -396,6 +396,57 @@ impl Ca {
     }
 }
 
+/// A self-signed **end-entity** certificate (not a CA) with a fresh RSA-2048 key, as an
+/// upstream agent presents for its API (rust-keylime `crypto::generate_x509`: self-signed, CN
+/// = the agent UUID). Peers trust it by pinning it as their only root (upstream loads the
+/// registrar's `mtls_cert` as an extra CA). It is deliberately not a CA: rustls/webpki refuse a
+/// peer certificate with `basicConstraints CA:TRUE` (`CaUsedAsEndEntity`), while OpenSSL (upstream's
+/// Python tenant and verifier) accepts a self-signed end-entity certificate as a trust anchor.
+/// EKU serverAuth and clientAuth; subjectAltNames `names`.
+pub fn self_signed(common_name: &str, names: &[SubjectName]) -> Result<IssuedCert> {
+    let what = format!("self-signed certificate for {common_name:?}");
+    let key = generate_key(common_name)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(common_name);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.subject_alt_names = san_entries(names)?;
+    set_validity(&mut params, Validity::days_from_now(CERT_LIFETIME_DAYS))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|source| TlsError::Generate { what, source })?;
+    Ok(IssuedCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        public_pem: key.public_key_pem(),
+    })
+}
+
+fn san_entries(names: &[SubjectName]) -> Result<Vec<SanType>> {
+    names
+        .iter()
+        .map(|name| match name {
+            SubjectName::Ip(ip) => Ok(SanType::IpAddress(*ip)),
+            SubjectName::Dns(dns) => {
+                dns.clone()
+                    .try_into()
+                    .map(SanType::DnsName)
+                    .map_err(|e: rcgen::Error| TlsError::BadName {
+                        name: dns.clone(),
+                        reason: e.to_string(),
+                    })
+            }
+        })
+        .collect()
+}
+
 fn generate_key(name: &str) -> Result<KeyPair> {
     KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048).map_err(|source| {
         TlsError::Generate {

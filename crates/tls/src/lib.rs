@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use vouch_tls::{default_server_names, Ca, ClientCertMode, TlsDir};
+//! use vouch_tls::{default_server_names, self_signed, Ca, ClientCertMode, TlsDir};
 //! let ca = Ca::create("/var/lib/vouch/tls", "Vouch CA")?;
 //! ca.issue_server(&default_server_names())?;
 //! ca.issue_client("admin")?;
@@ -22,11 +22,13 @@ pub mod pem;
 pub mod serve;
 
 pub use ca::{
-    default_server_names, Ca, CaOptions, CertRequest, IssuedCert, SubjectName, Usage, Validity,
-    CA_LIFETIME_DAYS, CERT_LIFETIME_DAYS,
+    default_server_names, self_signed, Ca, CaOptions, CertRequest, IssuedCert, SubjectName, Usage,
+    Validity, CA_LIFETIME_DAYS, CERT_LIFETIME_DAYS,
 };
 pub use config::{client_config, server_config, ClientAuth, ClientCertMode, ServerNameCheck};
 pub use error::{Result, TlsError};
 pub use layout::{CertFiles, TlsDir};
-pub use pem::{common_name, load_certs, load_private_key, load_roots, provider, Identity};
+pub use pem::{
+    common_name, load_certs, load_private_key, load_roots, provider, roots_from_pem, Identity,
+};
 pub use serve::{serve_tls, PeerCertificates};

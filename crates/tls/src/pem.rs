@@ -69,6 +69,29 @@ pub fn load_roots<P: AsRef<Path>>(paths: &[P]) -> Result<RootCertStore> {
     Ok(roots)
 }
 
+/// Trust anchors from PEM text held in memory (e.g. an agent's registered `mtls_cert`);
+/// `what` names the source in errors.
+pub fn roots_from_pem(pem_text: &str, what: &str) -> Result<RootCertStore> {
+    let path = Path::new(what);
+    let certs = CertificateDer::pem_slice_iter(pem_text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            path: path.into(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate { path: path.into() });
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|source| TlsError::BadTrustAnchor {
+            path: path.into(),
+            source,
+        })?;
+    }
+    Ok(roots)
+}
+
 /// A certificate chain and the private key that goes with it, checked to match.
 #[derive(Debug)]
 pub struct Identity {

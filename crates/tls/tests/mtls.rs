@@ -199,3 +199,74 @@ async fn a_stalled_handshake_does_not_block_other_clients() {
     );
     server.stop().await;
 }
+
+/// Agent mTLS (docs/keylime-wire.md §7): a client pinned to a self-signed end-entity
+/// certificate (`self_signed`) accepts it; pinned to a self-signed *CA* certificate presented
+/// as the server certificate, rustls refuses (`CaUsedAsEndEntity`) — why agents' certificates
+/// are not CAs. Pinned to another self-signed certificate: refused.
+#[tokio::test]
+async fn pinned_self_signed_end_entity_is_accepted_and_a_ca_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    tls_dir(tmp.path());
+    let dir = TlsDir::new(tmp.path());
+    let roots_of = |pem: &str| vouch_tls::roots_from_pem(pem, "pinned").unwrap();
+    let write = |issued: &vouch_tls::IssuedCert, stem: &str| {
+        let files = dir.cert_files(stem);
+        issued.write(&files).unwrap();
+        Identity::load(&files.cert, &files.key).unwrap()
+    };
+    let names = vouch_tls::default_server_names();
+    let agent = vouch_tls::self_signed("agent-uuid", &names).unwrap();
+    let other = vouch_tls::self_signed("agent-uuid", &names).unwrap();
+    let agent_id = write(&agent, "agent");
+    let client_id = Identity::load(dir.client().cert, dir.client().key).unwrap();
+    let client_roots = load_roots(&[dir.ca_cert()]).unwrap();
+    let server = Server::start(
+        server_config(&agent_id, ClientAuth::Required(client_roots.clone())).unwrap(),
+    )
+    .await;
+    let pinned = client(
+        client_config(
+            roots_of(&agent.cert_pem),
+            Some(&client_id),
+            ServerNameCheck::ChainOnly,
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        get_text(&pinned, &server.url("127.0.0.1")).await.unwrap(),
+        "client"
+    );
+    let wrong = client(
+        client_config(
+            roots_of(&other.cert_pem),
+            Some(&client_id),
+            ServerNameCheck::ChainOnly,
+        )
+        .unwrap(),
+    );
+    let err = get_text(&wrong, &server.url("127.0.0.1"))
+        .await
+        .unwrap_err();
+    assert!(err.contains("invalid peer certificate"), "{err}");
+    server.stop().await;
+
+    // The CA's own certificate as a server certificate, pinned: refused as a CA.
+    let ca_id = Identity::load(dir.ca_cert(), dir.ca_key()).unwrap();
+    let server =
+        Server::start(server_config(&ca_id, ClientAuth::Required(client_roots)).unwrap()).await;
+    let ca_pem = std::fs::read_to_string(dir.ca_cert()).unwrap();
+    let pinned_ca = client(
+        client_config(
+            roots_of(&ca_pem),
+            Some(&client_id),
+            ServerNameCheck::ChainOnly,
+        )
+        .unwrap(),
+    );
+    let err = get_text(&pinned_ca, &server.url("127.0.0.1"))
+        .await
+        .unwrap_err();
+    assert!(err.contains("CaUsedAsEndEntity"), "{err}");
+    server.stop().await;
+}

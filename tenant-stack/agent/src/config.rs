@@ -80,6 +80,14 @@ pub struct AgentConfig {
     pub enable_insecure_payload: bool,
     /// TPM NV index keeping U across reboots (owner-authorized, 82 bytes); 0 = do not keep U.
     pub nv_index: u32,
+    /// Serve the agent API over mTLS with the agent's own self-signed certificate (registered
+    /// as `mtls_cert`), requiring client certificates issued by `trusted_client_ca`.
+    /// Unset = on exactly when `trusted_client_ca` is set. Off = plain HTTP and
+    /// `mtls_cert: "disabled"` (upstream's `enable_agent_mtls = False`).
+    pub enable_agent_mtls: Option<bool>,
+    /// PEM file of the CA(s) whose client certificates (verifier, tenant) may call the agent
+    /// API (rust-keylime `trusted_client_ca`); empty = none.
+    pub trusted_client_ca: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -104,6 +112,8 @@ impl Default for AgentConfig {
             autorun_timeout_secs: 300,
             enable_insecure_payload: false,
             nv_index: crate::nv_share::DEFAULT_NV_INDEX,
+            enable_agent_mtls: None,
+            trusted_client_ca: PathBuf::new(),
         }
     }
 }
@@ -116,7 +126,7 @@ enum Kind {
 }
 
 /// Every key with the type of its value (for env overrides).
-const KEYS: [(&str, Kind); 19] = [
+const KEYS: [(&str, Kind); 21] = [
     ("uuid", Kind::Str),
     ("listen", Kind::Str),
     ("contact_ip", Kind::Str),
@@ -136,6 +146,8 @@ const KEYS: [(&str, Kind); 19] = [
     ("autorun_timeout_secs", Kind::Int),
     ("enable_insecure_payload", Kind::Bool),
     ("nv_index", Kind::Int),
+    ("enable_agent_mtls", Kind::Bool),
+    ("trusted_client_ca", Kind::Str),
 ];
 
 impl AgentConfig {
@@ -236,7 +248,26 @@ impl AgentConfig {
                 self.contact_ip
             )));
         }
+        if self.agent_mtls() && self.trusted_client_ca.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "enable_agent_mtls = true needs trusted_client_ca (the CA file of the verifier's \
+                 and tenant's client certificates)"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether the API is served over mTLS (see `enable_agent_mtls`).
+    pub fn agent_mtls(&self) -> bool {
+        self.enable_agent_mtls
+            .unwrap_or(!self.trusted_client_ca.as_os_str().is_empty())
+    }
+
+    /// Where the agent keeps its own TLS certificate and key.
+    pub fn mtls_files(&self) -> (PathBuf, PathBuf) {
+        let dir = self.state_dir.join("mtls");
+        (dir.join("agent-cert.crt"), dir.join("agent-private.pem"))
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -410,6 +441,26 @@ mod tests {
         let e = AgentConfig::load_with_env(None, &env(&[("VOUCH_AGENT_NV_INDEX", "0x81000001")]))
             .unwrap_err();
         assert!(e.to_string().contains("nv_index"), "{e}");
+        let e =
+            AgentConfig::load_with_env(None, &env(&[("VOUCH_AGENT_ENABLE_AGENT_MTLS", "true")]))
+                .unwrap_err();
+        assert!(e.to_string().contains("trusted_client_ca"), "{e}");
+        let c =
+            AgentConfig::load_with_env(None, &env(&[("VOUCH_AGENT_TRUSTED_CLIENT_CA", "/ca.crt")]))
+                .unwrap();
+        assert!(
+            c.agent_mtls(),
+            "a trusted_client_ca turns mTLS on by default"
+        );
+        let c = AgentConfig::load_with_env(
+            None,
+            &env(&[
+                ("VOUCH_AGENT_TRUSTED_CLIENT_CA", "/ca.crt"),
+                ("VOUCH_AGENT_ENABLE_AGENT_MTLS", "false"),
+            ]),
+        )
+        .unwrap();
+        assert!(!c.agent_mtls());
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.toml");
         std::fs::write(&p, "listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();

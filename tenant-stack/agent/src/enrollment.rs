@@ -194,6 +194,7 @@ pub async fn enroll(
     agent: &str,
     contact: &Contact,
     registrar: &Registrar,
+    mtls_cert: Option<&str>,
 ) -> Result<ApiVersion, EnrollError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -232,8 +233,8 @@ pub async fn enroll(
         ),
         aik_tpm: STANDARD.encode(identity.ak.public.to_tpm2b()),
         // Never null: null makes the upstream tenant talk API 1.0 to the agent (§9.1).
-        // "disabled" until the agent serves mTLS.
-        mtls_cert: Some(Some("disabled".into())),
+        // The agent's own certificate with agent mTLS, else "disabled".
+        mtls_cert: Some(Some(mtls_cert.unwrap_or("disabled").into())),
         ip: Some(Some(contact.ip.clone())),
         port: Some(Some(contact.port)),
         ..RegisterRequest::default()

@@ -10,6 +10,7 @@ pub mod config;
 pub mod enrollment;
 pub mod identity;
 pub mod keys;
+pub mod mtls;
 pub mod nv_share;
 pub mod payload;
 pub mod quote;
@@ -57,6 +58,10 @@ pub enum AgentError {
     },
     #[error("enrollment: {0}")]
     Enroll(#[from] EnrollError),
+    #[error(transparent)]
+    Mtls(#[from] mtls::MtlsError),
+    #[error("agent mTLS: {0}")]
+    Tls(#[from] vouch_tls::TlsError),
     #[error("agent API server: {0}")]
     Serve(std::io::Error),
 }
@@ -67,6 +72,7 @@ pub struct RunningAgent {
     identity: TpmIdentity,
     registrar_version: ApiVersion,
     nk_pem: String,
+    mtls_cert: Option<String>,
     secure_mount: Arc<SecureMount>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), std::io::Error>>,
@@ -91,6 +97,11 @@ impl RunningAgent {
     /// The NK public key PEM (the quotes' `pubkey`).
     pub fn nk_pem(&self) -> &str {
         &self.nk_pem
+    }
+
+    /// The agent's own certificate (PEM, as registered as `mtls_cert`) when it serves mTLS.
+    pub fn mtls_cert(&self) -> Option<&str> {
+        self.mtls_cert.as_deref()
     }
 
     /// Stop serving (in-flight requests finish) and wait for the server; the TPM context
@@ -199,8 +210,31 @@ async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<Running
         retries: config.registrar_retries,
         first_delay: config.retry_delay(),
     };
-    let registrar_version =
-        enrollment::enroll(&tpm, &identity, &config.uuid, &contact, &registrar).await?;
+    // Agent mTLS (§7): own self-signed certificate, client certificates from trusted_client_ca.
+    let tls = if config.agent_mtls() {
+        let (cert_path, key_path) = config.mtls_files();
+        let (uuid, ip) = (config.uuid.clone(), contact.ip.parse().ok());
+        let cert = tokio::task::spawn_blocking(move || {
+            mtls::load_or_create(&cert_path, &key_path, &uuid, ip)
+        })
+        .await
+        .map_err(|e| AgentError::Serve(std::io::Error::other(e)))??;
+        let roots = vouch_tls::load_roots(&[&config.trusted_client_ca])?;
+        let server =
+            vouch_tls::server_config(&cert.identity, vouch_tls::ClientAuth::Required(roots))?;
+        Some((cert.pem, server))
+    } else {
+        None
+    };
+    let registrar_version = enrollment::enroll(
+        &tpm,
+        &identity,
+        &config.uuid,
+        &contact,
+        &registrar,
+        tls.as_ref().map(|(pem, _)| pem.as_str()),
+    )
+    .await?;
 
     let secure_mount = Arc::new(SecureMount::new(
         config.secure_mount_dir(),
@@ -211,7 +245,8 @@ async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<Running
         PayloadOptions {
             extract_zip: config.extract_payload_zip,
             run_autorun: config.run_autorun,
-            allow_insecure: config.enable_insecure_payload,
+            // With mTLS only holders of a trusted client certificate can deliver (rust-keylime).
+            allow_insecure: config.enable_insecure_payload || tls.is_some(),
             autorun_timeout: std::time::Duration::from_secs(config.autorun_timeout_secs.max(1)),
         },
     );
@@ -244,22 +279,39 @@ async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<Running
     };
     let router = api::router(Arc::new(app));
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-        }
-        .instrument(span),
-    );
-    tracing::info!(%addr, "agent API listening");
+    let stop = async move {
+        let _ = rx.await;
+    };
+    let (mtls_cert, server) = match tls {
+        Some((pem, server_config)) => (
+            Some(pem),
+            tokio::spawn(
+                async move {
+                    vouch_tls::serve_tls(listener, server_config, router, stop).await;
+                    Ok(())
+                }
+                .instrument(span),
+            ),
+        ),
+        None => (
+            None,
+            tokio::spawn(
+                async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }
+                .instrument(span),
+            ),
+        ),
+    };
+    tracing::info!(%addr, mtls = mtls_cert.is_some(), "agent API listening");
     Ok(RunningAgent {
         addr,
         identity,
         registrar_version,
         nk_pem,
+        mtls_cert,
         secure_mount,
         shutdown: Some(tx),
         server,

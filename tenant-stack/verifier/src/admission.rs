@@ -151,10 +151,8 @@ pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<StoredAgent, ApiError
     match req.mtls_cert.as_deref() {
         None | Some(MTLS_CERT_DISABLED) => {}
         Some(pem) if pem.trim_start().starts_with("-----BEGIN CERTIFICATE-----") => {
-            tracing::warn!(
-                "agent registered an mTLS certificate; this verifier talks plain HTTP to agents \
-                 (agent mTLS not implemented yet)"
-            );
+            vouch_tls::roots_from_pem(pem, "mtls_cert")
+                .map_err(|e| invalid("mtls_cert", format!("not a usable certificate: {e}")))?;
         }
         Some(other) => {
             return Err(invalid(

@@ -75,6 +75,10 @@ pub struct Config {
     pub request_timeout: f64,
     /// Quote requests in flight at once, over all agents.
     pub max_concurrent_quotes: usize,
+    /// Talk HTTPS to agents that registered a PEM `mtls_cert`, trusting only that certificate
+    /// and presenting `tls_dir`'s `client-cert.crt` (upstream `[verifier] enable_agent_mtls`,
+    /// default true). False = plain HTTP to every agent.
+    pub enable_agent_mtls: bool,
 }
 
 impl Default for Config {
@@ -92,6 +96,7 @@ impl Default for Config {
             exponential_backoff: true,
             request_timeout: 60.0,
             max_concurrent_quotes: 64,
+            enable_agent_mtls: true,
         }
     }
 }
@@ -197,6 +202,9 @@ pub struct ConfigArgs {
     pub request_timeout: Option<f64>,
     #[arg(long, env = "VOUCH_VERIFIER_MAX_CONCURRENT_QUOTES")]
     pub max_concurrent_quotes: Option<usize>,
+    #[arg(long, env = "VOUCH_VERIFIER_ENABLE_AGENT_MTLS", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub enable_agent_mtls: Option<bool>,
 }
 
 impl ConfigArgs {
@@ -225,6 +233,7 @@ impl ConfigArgs {
         set(&mut c.exponential_backoff, &self.exponential_backoff);
         set(&mut c.request_timeout, &self.request_timeout);
         set(&mut c.max_concurrent_quotes, &self.max_concurrent_quotes);
+        set(&mut c.enable_agent_mtls, &self.enable_agent_mtls);
         c.validate()?;
         Ok(c)
     }

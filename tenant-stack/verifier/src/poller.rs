@@ -210,10 +210,7 @@ async fn agent_version(ctx: &Ctx, agent: &mut StoredAgent) -> Result<ApiVersion,
     {
         return Ok(v);
     }
-    let v = ctx
-        .client
-        .negotiate_version(&AgentClient::base_url(agent))
-        .await?;
+    let v = ctx.client.negotiate_version(agent).await?;
     tracing::info!(version = %v, "negotiated agent API version");
     agent.supported_version = Some(v.to_string());
     Ok(v)
@@ -246,7 +243,7 @@ async fn get_quote(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>
         partial: if partial { "1" } else { "0" }.into(),
         ima_ml_entry: Some("0".into()),
     };
-    let endpoint = AgentClient::endpoint(&agent, version);
+    let endpoint = ctx.client.endpoint(&agent, version);
     let resp = match ctx.client.integrity_quote(&endpoint, &query).await {
         Ok(r) => r,
         Err(e) => return call_failed(ctx, agent, OperationalState::GetQuoteRetry, e).await,
@@ -319,7 +316,7 @@ async fn provide_v(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>
     let body = VkeyRequest {
         encrypted_key: encrypted.to_base64(),
     };
-    let endpoint = AgentClient::endpoint(&agent, version);
+    let endpoint = ctx.client.endpoint(&agent, version);
     match ctx.client.post_vkey(&endpoint, &body).await {
         Ok(()) => {
             tracing::info!("V delivered; attesting");
@@ -368,6 +365,10 @@ async fn call_failed(
             agent.state = retry_state;
             agent.failure_reason = Some(format!("retrying ({n}/{max}): {e}"));
             save(ctx, agent, Some(delay)).await
+        }
+        CallError::Tls { .. } => {
+            let f = Failure::new("agent.mtls", e.to_string());
+            fail(ctx, agent, OperationalState::Failed, f).await
         }
         _ => {
             let f = Failure::new("agent.request_failed", e.to_string());

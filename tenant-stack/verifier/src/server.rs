@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vouch_core::api::verifier::OperationalState;
-use vouch_tls::{ClientCertMode, TlsDir, TlsError};
+use vouch_tls::{ClientCertMode, Identity, TlsDir, TlsError};
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -91,7 +91,20 @@ impl Verifier {
         })?;
 
         let (shutdown, rx) = watch::channel(false);
-        let client = AgentClient::new(config.request_timeout()).map_err(StartError::Client)?;
+        // Agent mTLS: present tls_dir's client certificate to agents with a PEM mtls_cert.
+        let identity = if config.enable_agent_mtls {
+            let files = TlsDir::new(&config.tls_dir).client();
+            let identity =
+                Identity::load(&files.cert, &files.key).map_err(|cause| StartError::Tls {
+                    dir: config.tls_dir.clone(),
+                    cause,
+                })?;
+            Some(identity)
+        } else {
+            None
+        };
+        let client = AgentClient::with_identity(config.request_timeout(), identity)
+            .map_err(StartError::Client)?;
         let settings = PollSettings {
             quote_interval: config.quote_interval(),
             max_retries: config.max_retries,

@@ -22,7 +22,7 @@ use vouch_core::api::agent::{QuoteResponse, UkeyRequest, VerifyResponse};
 use vouch_core::api::binding::{check_nk_binding, DATA_PCR};
 use vouch_core::api::quote_string::QuoteString;
 use vouch_core::api::registrar::{AgentId, AgentRecord};
-use vouch_core::api::verifier::{AddAgentRequest, PortField, TpmPolicy, MTLS_CERT_DISABLED};
+use vouch_core::api::verifier::{AddAgentRequest, PortField, TpmPolicy};
 use vouch_core::api::version::{ApiVersion, AGENT_SUPPORTED_VERSIONS};
 use vouch_core::ekcert::{verify_ek_cert, EkCaStore};
 use vouch_core::keylime::{
@@ -147,15 +147,8 @@ impl Tenant {
             .ok_or_else(|| TenantError::NoAddress {
                 agent: agent_name.clone(),
             })?;
-        match record.mtls_cert.as_deref() {
-            None | Some(MTLS_CERT_DISABLED) => {}
-            Some(_) => {
-                return Err(TenantError::AgentMtls {
-                    agent: agent_name.clone(),
-                })
-            }
-        }
-        let agent = self.agent_service(&ip, port);
+        // Over mTLS when the agent registered its certificate (§7).
+        let agent = self.agent_service(&agent_name, &ip, port, record.mtls_cert.as_deref())?;
         let version = agent.negotiate(&AGENT_SUPPORTED_VERSIONS).await?;
         let prefix = version.url_prefix();
         p.step(format!("agent {id} at {}: API {version}", agent.base));

@@ -40,8 +40,8 @@ pub enum TenantError {
     EkCert { agent: String, cause: EkCertError },
     #[error("agent {agent}'s address is unknown: the registrar has no ip/port for it; pass --ip and --port")]
     NoAddress { agent: String },
-    #[error("agent {agent} registered an mTLS certificate; talking to agents over mTLS is not supported yet (the agent must register mtls_cert \"disabled\")")]
-    AgentMtls { agent: String },
+    #[error("agent {agent}'s registered mtls_cert cannot be used for mTLS: {cause}")]
+    AgentMtls { agent: String, cause: String },
 
     #[error("agent {agent}'s identity quote is malformed: {cause}")]
     QuoteFormat {

@@ -4,7 +4,8 @@
 //! admin calls (`status`, `list`, `delete`, `reactivate`, `regstatus`, `reglist`).
 //!
 //! Registrar and verifier are reached over mTLS with the TLS directory's client certificate
-//! (`client-cert.crt`, §7); agents over plain HTTP (they register `mtls_cert: "disabled"`).
+//! (`client-cert.crt`, §7); agents over mTLS pinned to the `mtls_cert` they registered
+//! (plain HTTP for agents that registered `"disabled"`).
 
 pub mod add;
 pub mod error;
@@ -23,9 +24,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vouch_core::api::envelope::Empty;
 use vouch_core::api::registrar::{AgentId, AgentList as RegistrarList, AgentRecord};
+use vouch_core::api::verifier::MTLS_CERT_DISABLED;
 use vouch_core::api::verifier::{AgentList as VerifierList, AgentStatus};
 use vouch_core::api::version::SERVER_SERVED_VERSIONS;
-use vouch_tls::{ServerNameCheck, TlsDir};
+use vouch_tls::{Identity, ServerNameCheck, TlsDir};
 
 /// Upstream's ports: registrar TLS 8891, verifier 8881.
 pub const DEFAULT_REGISTRAR: &str = "127.0.0.1:8891";
@@ -48,6 +50,8 @@ pub struct Tenant {
     pub registrar: Service,
     pub verifier: Service,
     agent_client: reqwest::Client,
+    /// The tenant's client certificate, presented to agents over mTLS.
+    identity: Identity,
 }
 
 /// Result of a verifier `DELETE`.
@@ -67,9 +71,13 @@ impl Tenant {
         };
         // Server names are checked (upstream does not, §7): `vouch certs init` puts localhost,
         // 127.0.0.1, ::1 and the host name in the server certificate.
-        let tls = TlsDir::new(&config.tls_dir)
+        let dir = TlsDir::new(&config.tls_dir);
+        let tls = dir
             .client_config(ServerNameCheck::Required)
             .map_err(|e| tls_err(e.to_string()))?;
+        let client = dir.client();
+        let identity =
+            Identity::load(&client.cert, &client.key).map_err(|e| tls_err(e.to_string()))?;
         let mtls = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .build()
@@ -85,21 +93,52 @@ impl Tenant {
             ),
             verifier: Service::new("verifier", base_url(&config.verifier, "https"), mtls),
             agent_client,
+            identity,
         })
     }
 
-    /// The agent API at `ip:port` (plain HTTP).
-    pub fn agent_service(&self, ip: &str, port: u16) -> Service {
+    /// The agent API at `ip:port`: plain HTTP when the agent registered `mtls_cert`
+    /// `"disabled"` (or nothing), else HTTPS trusting only that certificate (server name not
+    /// checked, as upstream's `tenant.py:init_add`) and presenting the tenant's client
+    /// certificate.
+    pub fn agent_service(
+        &self,
+        agent: &str,
+        ip: &str,
+        port: u16,
+        mtls_cert: Option<&str>,
+    ) -> Result<Service, TenantError> {
         let host = if ip.contains(':') {
             format!("[{ip}]")
         } else {
             ip.to_owned()
         };
-        Service::new(
+        let pem = match mtls_cert {
+            None | Some(MTLS_CERT_DISABLED) => {
+                return Ok(Service::new(
+                    "agent",
+                    format!("http://{host}:{port}"),
+                    self.agent_client.clone(),
+                ))
+            }
+            Some(pem) => pem,
+        };
+        let bad = |cause: String| TenantError::AgentMtls {
+            agent: agent.to_owned(),
+            cause,
+        };
+        let roots = vouch_tls::roots_from_pem(pem, "mtls_cert").map_err(|e| bad(e.to_string()))?;
+        let tls = vouch_tls::client_config(roots, Some(&self.identity), ServerNameCheck::ChainOnly)
+            .map_err(|e| bad(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Service::new(
             "agent",
-            format!("http://{host}:{port}"),
-            self.agent_client.clone(),
-        )
+            format!("https://{host}:{port}"),
+            client,
+        ))
     }
 
     async fn prefix(service: &Service) -> Result<String, TenantError> {

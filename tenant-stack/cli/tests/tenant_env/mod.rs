@@ -69,6 +69,26 @@ impl Env {
 
     /// An agent on `swtpm` (default: the env's), enrolled with the registrar.
     pub async fn agent(&self, swtpm: Option<&Swtpm>, uuid: &str) -> TestAgent {
+        self.agent_with(swtpm, uuid, |_| {}).await
+    }
+
+    /// An agent serving mTLS: its own certificate, client certificates from the env's CA, and
+    /// payload scripts allowed only because of mTLS (`enable_insecure_payload` off).
+    pub async fn agent_mtls(&self, swtpm: Option<&Swtpm>, uuid: &str) -> TestAgent {
+        let ca = vouch_tls::TlsDir::new(self.tls.path()).ca_cert();
+        self.agent_with(swtpm, uuid, |c| {
+            c.trusted_client_ca = ca;
+            c.enable_insecure_payload = false;
+        })
+        .await
+    }
+
+    pub async fn agent_with(
+        &self,
+        swtpm: Option<&Swtpm>,
+        uuid: &str,
+        tweak: impl FnOnce(&mut AgentConfig),
+    ) -> TestAgent {
         let swtpm = swtpm.unwrap_or(&self.swtpm);
         let state = tempfile::tempdir().unwrap();
         let config = AgentConfig {
@@ -84,6 +104,8 @@ impl Env {
             autorun_timeout_secs: 20,
             ..AgentConfig::default()
         };
+        let mut config = config;
+        tweak(&mut config);
         let agent = vouch_agent::start(config).await.unwrap();
         TestAgent { agent, state }
     }
