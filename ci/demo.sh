@@ -192,10 +192,11 @@ wait_until verifier "answer on /version" http_get "https://127.0.0.1:$ver_port/v
 t=$(now_ms); mark "$t" "verifier ready ($(( t - t_daemons )) ms after start; quote_interval ${quote_interval} s)"
 echo "  verifier   https://127.0.0.1:$ver_port (mTLS), quote_interval ${quote_interval} s         log: logs/verifier.log"
 
-# enable_insecure_payload: the agent API is plain HTTP until agent mTLS lands, so anyone who can
-# reach it could post their own U, V and payload; the agent therefore runs a payload's
-# autorun.sh only when this is set (rust-keylime's rule). The payload is still decrypted and
-# extracted without it. Here everything is on 127.0.0.1.
+# enable_insecure_payload: this demo runs the agent without mTLS (no trusted_client_ca), so
+# its API is plain HTTP and anyone who can reach it could post their own U, V and payload; the
+# agent therefore runs a payload's autorun.sh only when this is set (rust-keylime's rule). With
+# trusted_client_ca set the agent serves mTLS and needs no such flag (tenant_mtls.rs tests that).
+# Here everything is on 127.0.0.1.
 t_agent=$(now_ms)
 start_daemon agent VOUCH_AGENT_UUID="$uuid" VOUCH_AGENT_LISTEN="127.0.0.1:$agent_port" \
   VOUCH_AGENT_REGISTRAR="127.0.0.1:$reg_port" VOUCH_AGENT_TCTI="$VOUCH_TCTI" \
