@@ -6,8 +6,6 @@
 use crate::db::DbError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use vouch_core::api::envelope::Envelope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -66,14 +64,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let message = self.to_string();
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), "{message}");
-        } else {
-            tracing::warn!(status = status.as_u16(), "{message}");
-        }
-        (status, Json(Envelope::error(status.as_u16(), message))).into_response()
+        vouch_service::error_response(self.status(), self.to_string())
     }
 }
 

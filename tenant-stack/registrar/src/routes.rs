@@ -8,17 +8,15 @@
 use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::registration::{self, Policy};
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
-use axum::http::{Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, Uri};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::SystemTime;
-use tracing::Instrument;
 use vouch_core::api::envelope::{Empty, Envelope};
 use vouch_core::api::registrar::{
     ActivateRequest, AgentId, AgentList, AgentRecord, RegisterRequest, RegisterResponse,
@@ -39,16 +37,7 @@ fn ok<T>(results: T) -> ApiResult<T> {
     Ok(Json(Envelope::success(results)))
 }
 
-/// Run a handler body inside a span carrying the agent id, rendering the response (and so
-/// logging any refusal) inside it.
-async fn in_span<T: serde::Serialize>(
-    span: tracing::Span,
-    body: impl std::future::Future<Output = ApiResult<T>>,
-) -> Response {
-    async move { body.await.into_response() }
-        .instrument(span)
-        .await
-}
+use vouch_service::{in_span, BodyError};
 
 /// A JSON body: any content type, size-limited, parse errors as envelope 400 / 413.
 pub struct JsonBody<T>(pub T);
@@ -57,24 +46,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
+        vouch_service::json_body(req, state)
             .await
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge {
-                        limit: state.max_body_bytes,
-                    }
-                } else {
-                    ApiError::BadRequest(format!("Malformed Request Parameter: {}", e.body_text()))
-                }
-            })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            use serde_json::error::Category;
-            ApiError::BadRequest(match e.classify() {
-                Category::Data => format!("Malformed Request Parameter: invalid request body: {e}"),
-                _ => format!("Malformed Request Parameter: request body is not valid JSON: {e}"),
+            .map(JsonBody)
+            .map_err(|e| match e {
+                BodyError::TooLarge => ApiError::PayloadTooLarge {
+                    limit: state.max_body_bytes,
+                },
+                BodyError::Malformed(m) => ApiError::BadRequest(m),
             })
-        })
     }
 }
 
