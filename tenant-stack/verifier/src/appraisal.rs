@@ -12,6 +12,7 @@ use vouch_core::api::agent::QuoteResponse;
 use vouch_core::api::binding::{check_nk_binding, BindingError, DATA_PCR};
 use vouch_core::api::quote_string::QuoteString;
 use vouch_core::api::verifier::TpmPolicy;
+use vouch_core::keys::VerifyingKey;
 use vouch_core::quote::QuoteError;
 use vouch_core::tpm::HashAlg;
 
@@ -78,8 +79,19 @@ pub fn required_pcrs(policy: &TpmPolicy) -> Result<Vec<u8>, Failure> {
 }
 
 /// Appraise `resp`, the answer to our request with `nonce`, against what is stored for `agent`.
+/// The agent's AK as a verifying key, or the failure that makes its quotes uncheckable.
+pub fn load_ak(agent: &StoredAgent) -> Result<VerifyingKey, Failure> {
+    parse_ak(&agent.ak_tpm).map_err(|why| {
+        Failure::new(
+            "quote_validation.bad_ak",
+            format!("the stored ak_tpm is unusable: {why}"),
+        )
+    })
+}
+
 pub fn appraise(
     agent: &StoredAgent,
+    ak: &VerifyingKey,
     nonce: &str,
     resp: &QuoteResponse,
 ) -> Result<GoodQuote, Failure> {
@@ -127,17 +139,11 @@ pub fn appraise(
             ),
         ));
     }
-    let ak = parse_ak(&agent.ak_tpm).map_err(|why| {
-        Failure::new(
-            "quote_validation.bad_ak",
-            format!("the stored ak_tpm is unusable: {why}"),
-        )
-    })?;
     let policy = TpmPolicy::parse(&agent.tpm_policy)
         .map_err(|e| Failure::new("quote_validation.bad_policy", e.to_string()))?;
     let required = required_pcrs(&policy)?;
     let verified = quote
-        .verify(&ak, nonce.as_bytes(), &required)
+        .verify(ak, nonce.as_bytes(), &required)
         .map_err(|e| quote_failure(e, nonce))?;
 
     // PCR 16 binds the NK whose PEM the agent returned (partial=0) or the cached one.

@@ -18,11 +18,11 @@
 //! - PROVIDE_V / PROVIDE_V_RETRY: encrypt V to the NK, `POST /keys/vkey`; the same retry rules.
 
 use crate::agent_client::{AgentClient, CallError};
-use crate::appraisal::{appraise, Failure, SEVERITY_EMERGENCY};
+use crate::appraisal::{appraise, load_ak, Failure, SEVERITY_EMERGENCY};
 use crate::db::{self, Db, DbError, StoredAgent};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::sync::Arc;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -32,6 +32,7 @@ use vouch_core::api::agent::{IntegrityQuoteQuery, VkeyRequest};
 use vouch_core::api::verifier::{OperationalState, TpmPolicy};
 use vouch_core::api::version::ApiVersion;
 use vouch_core::keylime::{encrypt_share_to_nk, Challenge, KeyShare};
+use vouch_core::keys::VerifyingKey;
 
 /// Timing knobs of the loop (from [`crate::Config`]).
 #[derive(Debug, Clone)]
@@ -88,6 +89,29 @@ struct Ctx {
     settings: PollSettings,
     permits: Arc<Semaphore>,
     poller: Poller,
+    /// Each agent's AK, imported once: decoding, parsing and key import would otherwise be
+    /// repeated on every quote. Keyed by agent id and checked against the stored `ak_tpm` text,
+    /// so an agent deleted and re-added with another AK never meets a stale key. The lock is
+    /// held only for a map lookup or insert, never across an await.
+    aks: Mutex<HashMap<String, (String, Arc<VerifyingKey>)>>,
+}
+
+impl Ctx {
+    fn ak(&self, agent: &StoredAgent) -> Result<Arc<VerifyingKey>, Failure> {
+        let cached = |aks: &HashMap<String, (String, Arc<VerifyingKey>)>| {
+            aks.get(&agent.agent_id)
+                .filter(|(text, _)| *text == agent.ak_tpm)
+                .map(|(_, key)| key.clone())
+        };
+        if let Some(key) = self.aks.lock().ok().and_then(|aks| cached(&aks)) {
+            return Ok(key);
+        }
+        let key = Arc::new(load_ak(agent)?);
+        if let Ok(mut aks) = self.aks.lock() {
+            aks.insert(agent.agent_id.clone(), (agent.ak_tpm.clone(), key.clone()));
+        }
+        Ok(key)
+    }
 }
 
 /// Start the scheduler; it stops when `shutdown` becomes true (steps in flight are aborted —
@@ -106,6 +130,7 @@ pub fn start(
         permits: Arc::new(Semaphore::new(settings.max_concurrent)),
         settings,
         poller: poller.clone(),
+        aks: Mutex::new(HashMap::new()),
     });
     let task = tokio::spawn(async move {
         // Reverse: the earliest due first; seq keeps FIFO order among equal times.
@@ -187,6 +212,10 @@ async fn save(
 async fn step(ctx: &Ctx, agent_id: &str, epoch: i64) -> Result<Option<Duration>, DbError> {
     let id = agent_id.to_owned();
     let Some(agent) = ctx.db.call(move |c| db::get_agent(c, &id)).await? else {
+        // Deleted: its polling ends here, and so does its cached AK.
+        if let Ok(mut aks) = ctx.aks.lock() {
+            aks.remove(agent_id);
+        }
         return Ok(None);
     };
     if agent.epoch != epoch {
@@ -249,7 +278,10 @@ async fn get_quote(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>
         Err(e) => return call_failed(ctx, agent, OperationalState::GetQuoteRetry, e).await,
     };
     agent.last_received_quote = unix_now();
-    match appraise(&agent, &nonce, &resp) {
+    let appraisal = ctx
+        .ak(&agent)
+        .and_then(|ak| appraise(&agent, &ak, &nonce, &resp));
+    match appraisal {
         Err(f) => fail(ctx, agent, OperationalState::InvalidQuote, f).await,
         Ok(good) => {
             agent.attestation_count += 1;
