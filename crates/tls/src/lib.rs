@@ -20,6 +20,7 @@ pub mod error;
 pub mod layout;
 pub mod pem;
 pub mod serve;
+pub mod software_ca;
 
 pub use ca::{
     default_server_names, self_signed, Ca, CaOptions, CertRequest, IssuedCert, SubjectName, Usage,

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod binding;
 pub mod enrollment;
 pub mod envelope;
+pub mod hint;
 pub mod quote_string;
 pub mod registrar;
 pub mod verifier;

@@ -44,6 +44,9 @@ impl EncryptedShare {
 /// Agent side: a software RSA-2048 node key, generated at start-up as rust-keylime does.
 pub struct NodeKey {
     private: OaepPrivateDecryptingKey,
+    /// The same RSA key as a signing key: Vouch's "attest me now" hints are signed with the NK
+    /// (the key a verified quote binds into PCR 16), see `api::hint`.
+    signer: aws_lc_rs::rsa::KeyPair,
     public_pem: String,
 }
 
@@ -56,12 +59,34 @@ impl NodeKey {
             .as_der()
             .map_err(|_| KeylimeError::NodeKeyGeneration)?;
         let public_pem = pem_encode(PEM_SPKI, spki.as_ref());
+        let pkcs8: aws_lc_rs::encoding::Pkcs8V1Der = private
+            .as_der()
+            .map_err(|_| KeylimeError::NodeKeyGeneration)?;
+        let signer = aws_lc_rs::rsa::KeyPair::from_pkcs8(pkcs8.as_ref())
+            .map_err(|_| KeylimeError::NodeKeyGeneration)?;
         let private =
             OaepPrivateDecryptingKey::new(private).map_err(|_| KeylimeError::NodeKeyGeneration)?;
         Ok(Self {
             private,
+            signer,
             public_pem,
         })
+    }
+
+    /// RSA-PSS (SHA-256, MGF1-SHA-256, salt = hash length) signature of `message`. Only for
+    /// domain-separated Vouch messages (`api::hint`), never for anything a share is made of.
+    pub fn sign_pss_sha256(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let mut sig = vec![0u8; self.signer.public_modulus_len()];
+        self.signer
+            .sign(
+                &aws_lc_rs::signature::RSA_PSS_SHA256,
+                &rng,
+                message,
+                &mut sig,
+            )
+            .map_err(|_| KeylimeError::NodeKeyGeneration)?;
+        Ok(sig)
     }
 
     /// The SPKI PEM the agent returns as `pubkey`: 64-column base64, trailing newline, as
@@ -104,6 +129,7 @@ impl fmt::Debug for NodeKey {
 /// again after a new quote without re-parsing.
 pub struct NodePublicKey {
     public: OaepPublicEncryptingKey,
+    spki: Vec<u8>,
 }
 
 impl NodePublicKey {
@@ -123,7 +149,22 @@ impl NodePublicKey {
             OaepPublicEncryptingKey::new(public).map_err(|e| KeylimeError::NodeKeyRejected {
                 reason: e.to_string(),
             })?;
-        Ok(Self { public })
+        Ok(Self { public, spki })
+    }
+
+    /// Check an RSA-PSS-SHA256 signature made by [`NodeKey::sign_pss_sha256`].
+    pub fn verify_pss_sha256(&self, message: &[u8], signature: &[u8]) -> bool {
+        use x509_parser::prelude::FromDer;
+        // The SPKI's subjectPublicKey BIT STRING holds the PKCS#1 key aws-lc-rs wants.
+        let Ok((_, spki)) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&self.spki) else {
+            return false;
+        };
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+            spki.subject_public_key.data.as_ref(),
+        )
+        .verify(message, signature)
+        .is_ok()
     }
 
     /// `crypto.rsa_encrypt(NK, share)`: RSA-OAEP with SHA-1, MGF1-SHA-1 and no label.
