@@ -2,6 +2,7 @@
 //! its own module; `main.rs` only parses and prints the error.
 
 pub mod agent;
+pub mod ca;
 pub mod certs;
 pub mod input;
 pub mod tenant;
@@ -28,6 +29,9 @@ pub enum Command {
     /// TLS directory for mTLS: a CA and server/client certificates (upstream's cv_ca layout).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Software CA for node certificates: issue, revoke, CRL, payload cert package (keylime_ca).
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// Tenant: enrol agents with the verifier, query registrar and verifier (keylime tenant).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -37,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Tpm(cmd) => tpm::run(cmd),
         Command::Certs(cmd) => certs::run(cmd),
+        Command::Ca(cmd) => ca::run(cmd),
         Command::Agent(cmd) => agent::run(cmd),
     }
 }
