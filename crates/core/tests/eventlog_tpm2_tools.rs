@@ -4,7 +4,11 @@
 //! `vouch_core::eventlog::Replay`. It also re-hashes the data of the event types whose digest
 //! is defined over their data and warns on a mismatch; no warning may appear.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
 
 use std::collections::BTreeMap;
 use std::process::Command;

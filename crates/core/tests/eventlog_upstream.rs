@@ -8,7 +8,11 @@
 //! rather than requiring libefivar. The interpreter is `$VOUCH_KEYLIME_PYTHON`, by default
 //! `/opt/vouch/keylime-venv/bin/python3` (made by `ci/install-deps.sh`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
 
 use serde_json::{json, Value};
 use std::io::Write;

@@ -41,11 +41,37 @@ pub enum DbError {
     },
     #[error("starting the database thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    Setting(String),
     #[error("the database thread has stopped")]
     Closed,
 }
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Environment variable choosing SQLite's `synchronous` level: `normal` (default) or `full`.
+pub const SYNCHRONOUS_ENV: &str = "VOUCH_DB_SYNCHRONOUS";
+
+/// Why `normal` by default: in WAL mode it never corrupts the database and loses nothing when
+/// a daemon crashes or is killed; only a power cut or kernel crash can drop the last commits.
+/// What those are worth here: a verifier state change is re-derived by the next quote (an
+/// undelivered V is delivered again, a lost FAILED is detected again on the next poll) and an
+/// agent registers again at start. `full` fsyncs every commit — on this machine's disk that is
+/// ≈ 20–45 ms per write, which would be most of the bootstrap latency (two writes sit on its
+/// critical path). Operators who want every commit on disk set `VOUCH_DB_SYNCHRONOUS=full`.
+fn synchronous() -> Result<&'static str, DbError> {
+    let Ok(v) = std::env::var(SYNCHRONOUS_ENV) else {
+        return Ok("NORMAL");
+    };
+    match v.to_ascii_lowercase().as_str() {
+        "" | "normal" => Ok("NORMAL"),
+        "full" => Ok("FULL"),
+        "extra" => Ok("EXTRA"),
+        _ => Err(DbError::Setting(format!(
+            "{SYNCHRONOUS_ENV}={v:?}: expected normal, full or extra"
+        ))),
+    }
+}
 
 /// Handle to a database owner thread. Cheap to clone; the thread ends when the last clone drops.
 #[derive(Clone, Debug)]
@@ -74,8 +100,7 @@ impl Db {
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
-        // Attestation state must survive a power cut as well as a restart.
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.pragma_update(None, "synchronous", synchronous()?)
             .map_err(open_err)?;
         migrate(&mut conn, path, migrations)?;
 

@@ -35,9 +35,19 @@ pub struct AppState {
     /// TPM handle of the AK as `/agent/info` reports it (informational; the AK is loaded on
     /// demand, so this is the persistent-handle placeholder rust-keylime reports when unset).
     pub ak_handle: u32,
+    /// The IMA log integrity quotes carry.
+    pub ima_log: crate::measurements::ImaLog,
+    /// The UEFI event log file integrity quotes with PCR 0 carry.
+    pub event_log: std::path::PathBuf,
 }
 
 type Shared = Arc<AppState>;
+
+impl crate::watch::Signer for AppState {
+    fn nk(&self) -> &vouch_core::keylime::NodeKey {
+        self.keys.nk()
+    }
+}
 type Query2 = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// An error answer: HTTP status + envelope with `results: {}`.
@@ -132,7 +142,7 @@ async fn identity_quote(
     version(&v)?;
     let p = params(q)?;
     let nonce = Nonce::parse(p.get("nonce").map(String::as_str))?;
-    quote(&s, &nonce, PcrMask::identity(), true).await
+    Ok(ok(quote(&s, &nonce, PcrMask::identity(), true).await?))
 }
 
 async fn integrity_quote(
@@ -154,17 +164,40 @@ async fn integrity_quote(
         }
         None => return Err(ApiError::bad("Missing query parameter: partial")),
     };
-    if let Some(e) = p.get("ima_ml_entry") {
-        e.parse::<u64>().map_err(|_| {
+    let ima_ml_entry = match p.get("ima_ml_entry") {
+        Some(e) => e.parse::<u64>().map_err(|_| {
             ApiError::bad(format!(
                 "Invalid ima_ml_entry {e:?}: expected a non-negative integer"
             ))
-        })?;
+        })?,
+        None => 0,
+    };
+    let mut response = quote(&s, &nonce, mask, with_pubkey).await?;
+    // Read after the quote: the logs then hold at least what the quoted PCRs cover.
+    let shared = s.clone();
+    let include_event_log = mask.includes(0);
+    let (ima, event_log) = tokio::task::spawn_blocking(move || {
+        let ima = shared.ima_log.read_from(ima_ml_entry);
+        let event_log = include_event_log
+            .then(|| crate::measurements::read_event_log(&shared.event_log))
+            .transpose();
+        (ima, event_log)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("reading the measurement logs: {e}")))?;
+    let ima = ima.map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(slice) = ima {
+        response.ima_measurement_list = Some(slice.text);
+        response.ima_measurement_list_entry = Some(slice.first_entry);
+        response.boottime = Some(crate::measurements::boottime());
     }
-    quote(&s, &nonce, mask, with_pubkey).await
+    response.mb_measurement_list = event_log
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .flatten();
+    Ok(ok(response))
 }
 
-/// Without an IMA log (not collected yet) the response has no `ima_measurement_list` /
+/// Without an IMA log (none on this kernel) the response has no `ima_measurement_list` /
 /// `ima_measurement_list_entry`, exactly like rust-keylime when IMA is unavailable; a verifier
 /// whose policy puts PCR 10 in the mask then fails the quote (`unused_pcr_10`), as upstream.
 async fn quote(
@@ -172,7 +205,7 @@ async fn quote(
     nonce: &Nonce,
     mask: PcrMask,
     with_pubkey: bool,
-) -> Result<Response, ApiError> {
+) -> Result<QuoteResponse, ApiError> {
     let q = s
         .quoter
         .quote(nonce, mask)
@@ -181,7 +214,7 @@ async fn quote(
     let quote = q
         .encode()
         .map_err(|e| ApiError::internal(format!("Unable to encode quote: {e}")))?;
-    Ok(ok(QuoteResponse {
+    Ok(QuoteResponse {
         quote,
         hash_alg: s.quoter.bank().name().into(),
         enc_alg: s.enc_alg.into(),
@@ -191,7 +224,7 @@ async fn quote(
         ima_measurement_list_entry: None,
         mb_measurement_list: None,
         boottime: None,
-    }))
+    })
 }
 
 async fn pubkey(State(s): State<Shared>, Path(v): Path<String>) -> Result<Response, ApiError> {

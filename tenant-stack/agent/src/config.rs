@@ -88,6 +88,20 @@ pub struct AgentConfig {
     /// PEM file of the CA(s) whose client certificates (verifier, tenant) may call the agent
     /// API (rust-keylime `trusted_client_ca`); empty = none.
     pub trusted_client_ca: PathBuf,
+    /// The kernel's ASCII IMA log, served from entry `ima_ml_entry` on (rust-keylime
+    /// `ima_ml_path`). A missing file means no IMA: integrity quotes then carry no list.
+    pub ima_ml_path: PathBuf,
+    /// The binary UEFI event log, sent with quotes whose mask includes PCR 0 (rust-keylime
+    /// `measuredboot_ml_path`). A missing file means no measured boot log.
+    pub measuredboot_ml_path: PathBuf,
+    /// The verifier's hint listener (`http://host:port`, its `hint_listen`): when set, the
+    /// agent watches its IMA log and PCRs and sends a signed "attest me now" on a change.
+    /// Empty = no hints (the verifier's polling alone detects changes).
+    pub verifier_hint_url: String,
+    /// Milliseconds between two looks at the IMA log for new entries.
+    pub hint_ima_poll_ms: u64,
+    /// Milliseconds between two PCR reads for change detection; 0 = PCRs not watched.
+    pub hint_pcr_poll_ms: u64,
 }
 
 impl Default for AgentConfig {
@@ -114,6 +128,13 @@ impl Default for AgentConfig {
             nv_index: crate::nv_share::DEFAULT_NV_INDEX,
             enable_agent_mtls: None,
             trusted_client_ca: PathBuf::new(),
+            ima_ml_path: PathBuf::from("/sys/kernel/security/ima/ascii_runtime_measurements"),
+            measuredboot_ml_path: PathBuf::from(
+                "/sys/kernel/security/tpm0/binary_bios_measurements",
+            ),
+            verifier_hint_url: String::new(),
+            hint_ima_poll_ms: 10,
+            hint_pcr_poll_ms: 100,
         }
     }
 }
@@ -126,7 +147,7 @@ enum Kind {
 }
 
 /// Every key with the type of its value (for env overrides).
-const KEYS: [(&str, Kind); 21] = [
+const KEYS: [(&str, Kind); 26] = [
     ("uuid", Kind::Str),
     ("listen", Kind::Str),
     ("contact_ip", Kind::Str),
@@ -148,6 +169,11 @@ const KEYS: [(&str, Kind); 21] = [
     ("nv_index", Kind::Int),
     ("enable_agent_mtls", Kind::Bool),
     ("trusted_client_ca", Kind::Str),
+    ("ima_ml_path", Kind::Str),
+    ("measuredboot_ml_path", Kind::Str),
+    ("verifier_hint_url", Kind::Str),
+    ("hint_ima_poll_ms", Kind::Int),
+    ("hint_pcr_poll_ms", Kind::Int),
 ];
 
 impl AgentConfig {
@@ -247,6 +273,17 @@ impl AgentConfig {
                 "contact_ip {:?} is not an IP address",
                 self.contact_ip
             )));
+        }
+        if !self.verifier_hint_url.is_empty() && !self.verifier_hint_url.starts_with("http://") {
+            return Err(ConfigError::Invalid(format!(
+                "verifier_hint_url {:?}: expected http://host:port (the verifier's hint_listen)",
+                self.verifier_hint_url
+            )));
+        }
+        if self.hint_ima_poll_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "hint_ima_poll_ms must be at least 1".into(),
+            ));
         }
         if self.agent_mtls() && self.trusted_client_ca.as_os_str().is_empty() {
             return Err(ConfigError::Invalid(

@@ -10,12 +10,15 @@ pub mod config;
 pub mod enrollment;
 pub mod identity;
 pub mod keys;
+pub mod measurements;
 pub mod mtls;
 pub mod nv_share;
 pub mod payload;
 pub mod quote;
+pub mod revocation;
 pub mod secure_mount;
 pub mod state;
+pub mod watch;
 
 use crate::api::AppState;
 use crate::config::{AgentConfig, ConfigError};
@@ -76,6 +79,8 @@ pub struct RunningAgent {
     secure_mount: Arc<SecureMount>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), std::io::Error>>,
+    /// Stops the hint watcher (if one runs) when dropped or set.
+    watch_stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl RunningAgent {
@@ -107,6 +112,7 @@ impl RunningAgent {
     /// Stop serving (in-flight requests finish) and wait for the server; the TPM context
     /// closes when the last handle goes.
     pub async fn shutdown(mut self) -> Result<(), AgentError> {
+        let _ = self.watch_stop.send(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -276,8 +282,24 @@ async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<Running
         enc_alg: identity.enc_alg(),
         sign_alg: identity.sign_alg(),
         ak_handle: 0,
+        ima_log: measurements::ImaLog::new(&config.ima_ml_path),
+        event_log: config.measuredboot_ml_path.clone(),
     };
-    let router = api::router(Arc::new(app));
+    let app = Arc::new(app);
+    let (watch_stop, watch_rx) = tokio::sync::watch::channel(false);
+    if !config.verifier_hint_url.is_empty() {
+        let settings = watch::WatchSettings {
+            verifier: config.verifier_hint_url.clone(),
+            agent_id: config.uuid.clone(),
+            ima_log: config.ima_ml_path.clone(),
+            ima_every: std::time::Duration::from_millis(config.hint_ima_poll_ms),
+            pcr_every: std::time::Duration::from_millis(config.hint_pcr_poll_ms),
+            bank: config.hash()?,
+        };
+        watch::start(settings, app.clone(), tpm.clone(), watch_rx)
+            .map_err(|e| AgentError::Serve(std::io::Error::other(e)))?;
+    }
+    let router = api::router(app);
     let (tx, rx) = oneshot::channel::<()>();
     let stop = async move {
         let _ = rx.await;
@@ -315,5 +337,6 @@ async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<Running
         secure_mount,
         shutdown: Some(tx),
         server,
+        watch_stop,
     })
 }

@@ -87,6 +87,11 @@ impl PcrMask {
         Self(0)
     }
 
+    /// Whether the verifier asked for PCR `pcr`.
+    pub fn includes(self, pcr: u8) -> bool {
+        u32::from(pcr) < PCR_COUNT && self.0 & (1 << pcr) != 0
+    }
+
     /// The selected PCRs plus PCR 16, ascending.
     pub fn indices(self) -> Vec<u8> {
         let bits = self.0 | (1 << DATA_PCR);

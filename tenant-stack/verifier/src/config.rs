@@ -79,6 +79,21 @@ pub struct Config {
     /// and presenting `tls_dir`'s `client-cert.crt` (upstream `[verifier] enable_agent_mtls`,
     /// default true). False = plain HTTP to every agent.
     pub enable_agent_mtls: bool,
+    /// Plain-HTTP listener for agents' "attest me now" hints (a Vouch extension; each hint is
+    /// signed with the agent's NK, see `hint.rs`). Unset = no hints: polling only.
+    pub hint_listen: Option<SocketAddr>,
+    /// Seconds between two hint-triggered quotes of one agent, at least.
+    pub min_hint_gap: f64,
+    /// Where revocation notices go when an agent fails (upstream `[revocations]
+    /// enabled_revocation_notifications`): any of "webhook", "agent". Default: both.
+    pub enabled_revocation_notifications: Vec<String>,
+    /// URL the JSON revocation notice is POSTed to (upstream `[revocations] webhook_url`);
+    /// empty = none.
+    pub webhook_url: String,
+    /// Software CA directory (`vouch ca init`) whose certificate of a failed node is revoked
+    /// and whose CRL is re-issued at once; empty = none. The node's certificate is found by
+    /// the `cert_serial` the tenant put in the agent's metadata (as upstream's `--cert` does).
+    pub revocation_ca_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -97,6 +112,11 @@ impl Default for Config {
             request_timeout: 60.0,
             max_concurrent_quotes: 64,
             enable_agent_mtls: true,
+            hint_listen: None,
+            min_hint_gap: 0.05,
+            enabled_revocation_notifications: vec!["agent".into(), "webhook".into()],
+            webhook_url: String::new(),
+            revocation_ca_dir: PathBuf::new(),
         }
     }
 }
@@ -148,6 +168,30 @@ impl Config {
         secs("quote_interval", self.quote_interval, 0.0)?;
         secs("retry_interval", self.retry_interval, 0.0)?;
         secs("request_timeout", self.request_timeout, 0.001)?;
+        secs("min_hint_gap", self.min_hint_gap, 0.0)?;
+        for n in &self.enabled_revocation_notifications {
+            if n != "agent" && n != "webhook" {
+                return Err(ConfigError::Invalid {
+                    key: "enabled_revocation_notifications",
+                    value: n.clone(),
+                    why: "each entry must be \"agent\" or \"webhook\"",
+                });
+            }
+        }
+        let url_ok = ["", "http://", "https://"].iter().any(|p| {
+            if p.is_empty() {
+                self.webhook_url.is_empty()
+            } else {
+                self.webhook_url.starts_with(p)
+            }
+        });
+        if !url_ok {
+            return Err(ConfigError::Invalid {
+                key: "webhook_url",
+                value: self.webhook_url.clone(),
+                why: "must be an http:// or https:// URL, or empty",
+            });
+        }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::Invalid {
                 key: "max_body_bytes",
@@ -205,6 +249,21 @@ pub struct ConfigArgs {
     #[arg(long, env = "VOUCH_VERIFIER_ENABLE_AGENT_MTLS", action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub enable_agent_mtls: Option<bool>,
+    #[arg(long, env = "VOUCH_VERIFIER_HINT_LISTEN")]
+    pub hint_listen: Option<SocketAddr>,
+    #[arg(long, env = "VOUCH_VERIFIER_MIN_HINT_GAP")]
+    pub min_hint_gap: Option<f64>,
+    /// Comma-separated.
+    #[arg(
+        long,
+        env = "VOUCH_VERIFIER_ENABLED_REVOCATION_NOTIFICATIONS",
+        value_delimiter = ','
+    )]
+    pub enabled_revocation_notifications: Option<Vec<String>>,
+    #[arg(long, env = "VOUCH_VERIFIER_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    #[arg(long, env = "VOUCH_VERIFIER_REVOCATION_CA_DIR")]
+    pub revocation_ca_dir: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -234,6 +293,16 @@ impl ConfigArgs {
         set(&mut c.request_timeout, &self.request_timeout);
         set(&mut c.max_concurrent_quotes, &self.max_concurrent_quotes);
         set(&mut c.enable_agent_mtls, &self.enable_agent_mtls);
+        if let Some(v) = self.hint_listen {
+            c.hint_listen = Some(v);
+        }
+        set(&mut c.min_hint_gap, &self.min_hint_gap);
+        set(
+            &mut c.enabled_revocation_notifications,
+            &self.enabled_revocation_notifications,
+        );
+        set(&mut c.webhook_url, &self.webhook_url);
+        set(&mut c.revocation_ca_dir, &self.revocation_ca_dir);
         c.validate()?;
         Ok(c)
     }

@@ -11,8 +11,10 @@ pub mod appraisal;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod hint;
 pub mod poller;
 pub mod routes;
+pub mod scheduler;
 pub mod server;
 
 pub use config::{Config, ConfigArgs};

@@ -20,13 +20,12 @@
 use crate::agent_client::{AgentClient, CallError};
 use crate::appraisal::{appraise, load_ak, Failure, SEVERITY_EMERGENCY};
 use crate::db::{self, Db, DbError, StoredAgent};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use crate::scheduler::{self, Scheduler};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 use vouch_core::api::agent::{IntegrityQuoteQuery, VkeyRequest};
 use vouch_core::api::verifier::{OperationalState, TpmPolicy};
@@ -42,6 +41,8 @@ pub struct PollSettings {
     pub retry_interval: f64,
     pub exponential_backoff: bool,
     pub max_concurrent: usize,
+    /// Least time between two hint-triggered polls of one agent.
+    pub min_hint_gap: Duration,
 }
 
 impl PollSettings {
@@ -57,38 +58,14 @@ impl PollSettings {
     }
 }
 
-struct Due {
-    at: Instant,
-    agent_id: String,
-    epoch: i64,
-}
-
-/// Handle to the scheduler: queue an agent's next step.
-#[derive(Debug, Clone)]
-pub struct Poller {
-    tx: mpsc::UnboundedSender<Due>,
-}
-
-impl Poller {
-    /// Run the agent's next step after `delay` (for the given `epoch`).
-    pub fn schedule(&self, agent_id: &str, epoch: i64, delay: Duration) {
-        let due = Due {
-            at: Instant::now() + delay,
-            agent_id: agent_id.to_owned(),
-            epoch,
-        };
-        if self.tx.send(due).is_err() {
-            tracing::debug!(agent_id, "poller stopped; not scheduling");
-        }
-    }
-}
+/// Handle to the scheduler (see `scheduler.rs`): queue an agent's next step, or hint it.
+pub type Poller = Scheduler;
 
 struct Ctx {
     db: Db,
     client: AgentClient,
     settings: PollSettings,
     permits: Arc<Semaphore>,
-    poller: Poller,
     /// Each agent's AK, imported once: decoding, parsing and key import would otherwise be
     /// repeated on every quote. Keyed by agent id and checked against the stored `ak_tpm` text,
     /// so an agent deleted and re-added with another AK never meets a stale key. The lock is
@@ -114,75 +91,44 @@ impl Ctx {
     }
 }
 
-/// Start the scheduler; it stops when `shutdown` becomes true (steps in flight are aborted —
+/// Start the polling loop; it stops when `shutdown` becomes true (steps in flight are aborted —
 /// every step persists atomically, so a restart resumes from the last stored state).
 pub fn start(
     db: Db,
     client: AgentClient,
     settings: PollSettings,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> (Poller, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Due>();
-    let poller = Poller { tx };
+    let min_hint_gap = settings.min_hint_gap;
+    let permits = Arc::new(Semaphore::new(settings.max_concurrent));
     let ctx = Arc::new(Ctx {
         db,
         client,
-        permits: Arc::new(Semaphore::new(settings.max_concurrent)),
+        permits,
         settings,
-        poller: poller.clone(),
         aks: Mutex::new(HashMap::new()),
     });
-    let task = tokio::spawn(async move {
-        // Reverse: the earliest due first; seq keeps FIFO order among equal times.
-        let mut queue: BinaryHeap<Reverse<(Instant, u64, String, i64)>> = BinaryHeap::new();
-        let mut seq = 0u64;
-        let mut steps = JoinSet::new();
-        loop {
-            let next = queue.peek().map(|Reverse((at, ..))| *at);
-            let timer = async move {
-                match next {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => break,
-                msg = rx.recv() => match msg {
-                    Some(d) => {
-                        seq += 1;
-                        queue.push(Reverse((d.at, seq, d.agent_id, d.epoch)));
-                    }
-                    None => break,
-                },
-                _ = timer => {
-                    let now = Instant::now();
-                    while queue.peek().is_some_and(|Reverse((at, ..))| *at <= now) {
-                        let Some(Reverse((_, _, id, epoch))) = queue.pop() else { break };
-                        let ctx = ctx.clone();
-                        steps.spawn(async move {
-                            let Ok(_permit) = ctx.permits.clone().acquire_owned().await else {
-                                return;
-                            };
-                            let span = tracing::info_span!("poll", agent_id = %id);
-                            match step(&ctx, &id, epoch).instrument(span.clone()).await {
-                                Ok(Some(delay)) => ctx.poller.schedule(&id, epoch, delay),
-                                Ok(None) => {}
-                                Err(e) => {
-                                    // The database failed: keep the agent in the loop.
-                                    span.in_scope(|| tracing::error!("{e}; retrying in 5 s"));
-                                    ctx.poller.schedule(&id, epoch, Duration::from_secs(5));
-                                }
-                            }
-                        });
+    scheduler::start(
+        move |id: String, epoch: i64| {
+            let ctx = ctx.clone();
+            async move {
+                let Ok(_permit) = ctx.permits.clone().acquire_owned().await else {
+                    return None;
+                };
+                let span = tracing::info_span!("poll", agent_id = %id);
+                match step(&ctx, &id, epoch).instrument(span.clone()).await {
+                    Ok(next) => next,
+                    Err(e) => {
+                        // The database failed: keep the agent in the loop.
+                        span.in_scope(|| tracing::error!("{e}; retrying in 5 s"));
+                        Some(Duration::from_secs(5))
                     }
                 }
-                Some(_) = steps.join_next(), if !steps.is_empty() => {}
             }
-        }
-        steps.shutdown().await;
-        tracing::info!("poller stopped");
-    });
-    (poller, task)
+        },
+        min_hint_gap,
+        shutdown,
+    )
 }
 
 fn unix_now() -> u64 {
@@ -436,6 +382,7 @@ mod tests {
             retry_interval: 2.0,
             exponential_backoff: true,
             max_concurrent: 1,
+            min_hint_gap: Duration::ZERO,
         };
         assert_eq!(s.retry_delay(1), Duration::from_secs(2));
         assert_eq!(s.retry_delay(4), Duration::from_secs(16));

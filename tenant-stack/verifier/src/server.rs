@@ -7,6 +7,7 @@
 use crate::agent_client::AgentClient;
 use crate::config::Config;
 use crate::db::{self, DbError};
+use crate::hint;
 use crate::poller::{self, PollSettings};
 use crate::routes::{self, AppState, VerifierInfo};
 use std::net::SocketAddr;
@@ -62,8 +63,10 @@ pub fn is_polled(state: OperationalState) -> bool {
 #[derive(Debug)]
 pub struct Verifier {
     addr: SocketAddr,
+    hint_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
+    hint_server: Option<JoinHandle<()>>,
     poller: JoinHandle<()>,
 }
 
@@ -111,6 +114,7 @@ impl Verifier {
             retry_interval: config.retry_interval,
             exponential_backoff: config.exponential_backoff,
             max_concurrent: config.max_concurrent_quotes,
+            min_hint_gap: Duration::from_secs_f64(config.min_hint_gap),
         };
         let (poller, poller_task) = poller::start(db.clone(), client, settings, rx.clone());
 
@@ -126,6 +130,32 @@ impl Verifier {
             resumed,
             "agents loaded; polling resumed"
         );
+
+        let (hint_addr, hint_server) = match config.hint_listen {
+            Some(at) => {
+                let l = TcpListener::bind(at)
+                    .await
+                    .map_err(|cause| StartError::Bind { addr: at, cause })?;
+                let bound = l
+                    .local_addr()
+                    .map_err(|cause| StartError::Bind { addr: at, cause })?;
+                let app = hint::router(hint::HintState::new(db.clone(), poller.clone()));
+                let mut stop = rx.clone();
+                let task = tokio::spawn(async move {
+                    let served = axum::serve(l, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!("hint listener: {e}");
+                    }
+                });
+                tracing::info!(addr = %bound, "hint listener up (plain HTTP, NK-signed hints)");
+                (Some(bound), Some(task))
+            }
+            None => (None, None),
+        };
 
         let state = AppState {
             db,
@@ -149,6 +179,8 @@ impl Verifier {
         tracing::info!(%addr, "verifier API up (mTLS, client certificate required)");
         Ok(Verifier {
             addr,
+            hint_addr,
+            hint_server,
             shutdown,
             server,
             poller: poller_task,
@@ -158,6 +190,11 @@ impl Verifier {
     /// The listen address (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The hint listener's address, if it runs.
+    pub fn hint_addr(&self) -> Option<SocketAddr> {
+        self.hint_addr
     }
 
     /// Stop accepting, stop polling (steps in flight are aborted; their last stored state
@@ -173,6 +210,12 @@ impl Verifier {
             what: "server",
             cause,
         })?;
+        if let Some(h) = self.hint_server {
+            h.await.map_err(|cause| ServeError::Task {
+                what: "hint listener",
+                cause,
+            })?;
+        }
         self.poller.await.map_err(|cause| ServeError::Task {
             what: "poller",
             cause,

@@ -98,12 +98,21 @@ pub struct TestAgent {
 
 impl TestAgent {
     pub async fn start(registrar: &Registrar, uuid: &str) -> TestAgent {
+        Self::start_with(registrar, uuid, |_| {}).await
+    }
+
+    /// [`Self::start`] with the agent config adjusted by `tune`.
+    pub async fn start_with(
+        registrar: &Registrar,
+        uuid: &str,
+        tune: impl FnOnce(&mut AgentConfig),
+    ) -> TestAgent {
         let swtpm = Swtpm::start().unwrap();
         let state = tempfile::tempdir().unwrap();
         let url = format!("http://{}", registrar.http_addr());
-        let agent = vouch_agent::start(agent_config(&swtpm, &url, uuid, state.path()))
-            .await
-            .unwrap();
+        let mut config = agent_config(&swtpm, &url, uuid, state.path());
+        tune(&mut config);
+        let agent = vouch_agent::start(config).await.unwrap();
         let (code, rec) = get_json(&format!("{url}/v2.6/agents/{uuid}")).await;
         assert_eq!(code, 200, "{rec}");
         let aik_tpm = rec["results"]["aik_tpm"].as_str().unwrap().to_owned();
