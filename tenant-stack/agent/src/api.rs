@@ -3,13 +3,16 @@
 //! Routes (`{v}` = `v2.1` … `v2.5`, or `v2` = 2.5, as rust-keylime serves):
 //! `GET /version`, `GET /{v}/quotes/identity`, `GET /{v}/quotes/integrity`,
 //! `GET /{v}/keys/pubkey`, `GET /{v}/agent/info` (2.2+), `POST /{v}/keys/ukey`,
-//! `POST /{v}/keys/vkey`, `GET /{v}/keys/verify`. Every answer is the
+//! `POST /{v}/keys/vkey`, `GET /{v}/keys/verify`, `POST /{v}/notifications/revocation`.
+//! Every answer is the
 //! `{"code","status","results"}` envelope; a bad query parameter is a 400 whose `status` says
 //! which. An unknown `vX.Y` gets 400 `"API version not supported: vX.Y"`, the text upstream's
 //! verifier looks for before renegotiating (§1).
 
 use crate::keys::{Keys, KeysError};
 use crate::quote::{BadParam, Nonce, PcrMask, Quoter};
+use crate::revocation::{accept_notice, run_actions, RevocationConfig, RevocationError};
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -19,6 +22,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tracing::Instrument;
 use vouch_core::api::agent::{
     AgentInfo, PubkeyResponse, QuoteResponse, UkeyRequest, VerifyResponse, VkeyRequest,
 };
@@ -39,6 +43,19 @@ pub struct AppState {
     pub ima_log: crate::measurements::ImaLog,
     /// The UEFI event log file integrity quotes with PCR 0 carry.
     pub event_log: std::path::PathBuf,
+    /// How revocation notices are checked and acted on.
+    pub revocation: RevocationSetup,
+}
+
+/// What `POST /notifications/revocation` needs (see `revocation.rs`).
+#[derive(Debug, Clone)]
+pub struct RevocationSetup {
+    pub config: RevocationConfig,
+    /// `<secure_mount>/unzipped`: the payload's notifier certificate, `action_list` and actions.
+    pub unzipped_dir: std::path::PathBuf,
+    /// The replay record (`<state_dir>/revocation-seen.json`); its directory is the actions'
+    /// working directory.
+    pub seen_store: std::path::PathBuf,
 }
 
 type Shared = Arc<AppState>;
@@ -119,6 +136,7 @@ pub fn router(state: Shared) -> Router {
         .route("/{v}/keys/vkey", post(vkey))
         .route("/{v}/keys/verify", get(verify))
         .route("/{v}/agent/info", get(info))
+        .route("/{v}/notifications/revocation", post(revocation))
         .fallback(not_found)
         .with_state(state)
 }
@@ -300,4 +318,45 @@ async fn verify(
     Ok(ok(VerifyResponse {
         hmac: hmac.to_hex(),
     }))
+}
+
+/// Verify the notice and record it as seen, answer, then run the actions in the background
+/// (rust-keylime answers once the notice verified, too). Refusals are 400 with the reason;
+/// a replay record or certificate file that cannot be read is the agent's fault: 500.
+async fn revocation(
+    State(s): State<Shared>,
+    Path(v): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    version(&v)?;
+    let r = &s.revocation;
+    let accepted = accept_notice(&body, &r.unzipped_dir, &r.config, &r.seen_store)
+        .await
+        .map_err(|e| match e {
+            RevocationError::SeenStore { .. } | RevocationError::Certificate { .. } => {
+                ApiError::internal(format!("Revocation notice not processed: {e}"))
+            }
+            e => ApiError::bad(format!("Revocation notice refused: {e}")),
+        })?;
+    let setup = r.clone();
+    let revoked = accepted.notice().message().agent_id.clone();
+    let span = tracing::info_span!("revocation", revoked_agent = %revoked);
+    tokio::spawn(
+        async move {
+            let work_dir = setup.seen_store.parent().map_or_else(
+                || std::path::PathBuf::from("."),
+                std::path::Path::to_path_buf,
+            );
+            let outcomes =
+                run_actions(&accepted, &setup.unzipped_dir, &setup.config, &work_dir).await;
+            let failed = outcomes.iter().filter(|o| !o.succeeded()).count();
+            tracing::info!(
+                actions = outcomes.len(),
+                failed,
+                "revocation actions finished"
+            );
+        }
+        .instrument(span),
+    );
+    Ok(ok(vouch_core::api::envelope::Empty {}))
 }

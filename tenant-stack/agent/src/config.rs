@@ -102,6 +102,22 @@ pub struct AgentConfig {
     pub hint_ima_poll_ms: u64,
     /// Milliseconds between two PCR reads for change detection; 0 = PCRs not watched.
     pub hint_pcr_poll_ms: u64,
+    /// Revocation actions run for every verified revocation notice, before the payload's
+    /// `action_list` (rust-keylime `revocation_actions`): file names in
+    /// `revocation_actions_dir`, comma- or space-separated; empty = none.
+    pub revocation_actions: String,
+    /// Where installed revocation actions live (rust-keylime `revocation_actions_dir`).
+    pub revocation_actions_dir: PathBuf,
+    /// Whether actions shipped in the payload (named in its `action_list`) may run
+    /// (rust-keylime `allow_payload_revocation_actions`). Like `autorun.sh`, they run only
+    /// with agent mTLS on or `enable_insecure_payload`.
+    pub allow_payload_revocation_actions: bool,
+    /// Seconds one revocation action may run before its process group is killed.
+    pub revocation_action_timeout_secs: u64,
+    /// The certificate revocation notices must be signed by (rust-keylime `revocation_cert`);
+    /// `default` or empty = `RevocationNotifier-cert.crt` from the payload
+    /// (`<secure_mount>/unzipped/`), relative paths are under `<secure_mount>/unzipped/` too.
+    pub revocation_cert: String,
 }
 
 impl Default for AgentConfig {
@@ -135,6 +151,11 @@ impl Default for AgentConfig {
             verifier_hint_url: String::new(),
             hint_ima_poll_ms: 10,
             hint_pcr_poll_ms: 100,
+            revocation_actions: String::new(),
+            revocation_actions_dir: PathBuf::from(crate::revocation::DEFAULT_ACTIONS_DIR),
+            allow_payload_revocation_actions: true,
+            revocation_action_timeout_secs: crate::revocation::DEFAULT_ACTION_TIMEOUT.as_secs(),
+            revocation_cert: "default".into(),
         }
     }
 }
@@ -147,7 +168,7 @@ enum Kind {
 }
 
 /// Every key with the type of its value (for env overrides).
-const KEYS: [(&str, Kind); 26] = [
+const KEYS: [(&str, Kind); 31] = [
     ("uuid", Kind::Str),
     ("listen", Kind::Str),
     ("contact_ip", Kind::Str),
@@ -174,6 +195,11 @@ const KEYS: [(&str, Kind); 26] = [
     ("verifier_hint_url", Kind::Str),
     ("hint_ima_poll_ms", Kind::Int),
     ("hint_pcr_poll_ms", Kind::Int),
+    ("revocation_actions", Kind::Str),
+    ("revocation_actions_dir", Kind::Str),
+    ("allow_payload_revocation_actions", Kind::Bool),
+    ("revocation_action_timeout_secs", Kind::Int),
+    ("revocation_cert", Kind::Str),
 ];
 
 impl AgentConfig {
@@ -285,6 +311,20 @@ impl AgentConfig {
                 "hint_ima_poll_ms must be at least 1".into(),
             ));
         }
+        if let Some(bad) = crate::revocation::parse_action_list(&self.revocation_actions)
+            .into_iter()
+            .find(|a| a.contains('/') || a == "." || a == "..")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "revocation_actions: {bad:?} is not a plain file name (actions are looked up in \
+                 revocation_actions_dir)"
+            )));
+        }
+        if self.revocation_action_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "revocation_action_timeout_secs must be at least 1".into(),
+            ));
+        }
         if self.agent_mtls() && self.trusted_client_ca.as_os_str().is_empty() {
             return Err(ConfigError::Invalid(
                 "enable_agent_mtls = true needs trusted_client_ca (the CA file of the verifier's \
@@ -372,6 +412,29 @@ impl AgentConfig {
         }
     }
 
+    /// Where payloads are extracted, and where a payload's revocation files are read from.
+    pub fn unzipped_dir(&self) -> PathBuf {
+        self.secure_mount_dir().join(crate::payload::UNZIPPED)
+    }
+
+    /// The replay record of revocation notices (`<state_dir>/revocation-seen.json`).
+    pub fn revocation_seen_store(&self) -> PathBuf {
+        self.state_dir.join(crate::revocation::SEEN_FILE)
+    }
+
+    /// What the revocation module needs (see `revocation.rs`).
+    pub fn revocation(&self) -> crate::revocation::RevocationConfig {
+        let cert = self.revocation_cert.trim();
+        crate::revocation::RevocationConfig {
+            actions: self.revocation_actions.clone(),
+            actions_dir: self.revocation_actions_dir.clone(),
+            allow_payload_actions: self.allow_payload_revocation_actions
+                && (self.agent_mtls() || self.enable_insecure_payload),
+            action_timeout: Duration::from_secs(self.revocation_action_timeout_secs.max(1)),
+            cert: (!cert.is_empty() && cert != "default").then(|| self.unzipped_dir().join(cert)),
+        }
+    }
+
     pub fn retry_delay(&self) -> Duration {
         Duration::from_millis(self.registrar_retry_ms.max(1))
     }
@@ -455,6 +518,54 @@ mod tests {
         assert_eq!(c.uuid, "node-1");
         assert_eq!(c.contact_port, 9100);
         assert_eq!(c.registrar_url().unwrap(), "http://10.0.0.1:8890");
+    }
+
+    #[test]
+    fn revocation_keys() {
+        let c = AgentConfig::load_with_env(None, &env(&[])).unwrap();
+        let r = c.revocation();
+        assert_eq!(
+            r.cert, None,
+            "default: the payload's RevocationNotifier-cert.crt"
+        );
+        assert!(
+            !r.allow_payload_actions,
+            "payload actions are gated like autorun.sh without mTLS"
+        );
+        assert_eq!(c.unzipped_dir(), c.state_dir.join("secure/unzipped"));
+        assert_eq!(
+            c.revocation_seen_store(),
+            c.state_dir.join("revocation-seen.json")
+        );
+        let c = AgentConfig::load_with_env(
+            None,
+            &env(&[
+                ("VOUCH_AGENT_REVOCATION_ACTIONS", "[\"a\", 'b']"),
+                ("VOUCH_AGENT_REVOCATION_CERT", "notifier.crt"),
+                ("VOUCH_AGENT_ENABLE_INSECURE_PAYLOAD", "true"),
+                ("VOUCH_AGENT_REVOCATION_ACTION_TIMEOUT_SECS", "5"),
+            ]),
+        )
+        .unwrap();
+        let r = c.revocation();
+        assert!(r.allow_payload_actions);
+        assert_eq!(r.action_timeout, Duration::from_secs(5));
+        assert_eq!(r.cert, Some(c.unzipped_dir().join("notifier.crt")));
+        let e = AgentConfig::load_with_env(
+            None,
+            &env(&[("VOUCH_AGENT_REVOCATION_ACTIONS", "ok, ../../bin/sh")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("revocation_actions"), "{e}");
+        let e = AgentConfig::load_with_env(
+            None,
+            &env(&[("VOUCH_AGENT_REVOCATION_ACTION_TIMEOUT_SECS", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("revocation_action_timeout_secs"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub struct RunningAgent {
     server: JoinHandle<Result<(), std::io::Error>>,
     /// Stops the hint watcher (if one runs) when dropped or set.
     watch_stop: tokio::sync::watch::Sender<bool>,
+    tpm: TpmHandle,
 }
 
 impl RunningAgent {
@@ -117,6 +118,12 @@ impl RunningAgent {
             let _ = tx.send(());
         }
         self.wait().await
+    }
+
+    /// The agent's TPM connection (swtpm serves one at a time): for an embedding process that
+    /// must measure into the same TPM, e.g. a test playing the kernel's IMA.
+    pub fn tpm(&self) -> &TpmHandle {
+        &self.tpm
     }
 
     /// The secure mount payloads are deployed to.
@@ -284,6 +291,11 @@ async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<Running
         ak_handle: 0,
         ima_log: measurements::ImaLog::new(&config.ima_ml_path),
         event_log: config.measuredboot_ml_path.clone(),
+        revocation: api::RevocationSetup {
+            config: config.revocation(),
+            unzipped_dir: config.unzipped_dir(),
+            seen_store: config.revocation_seen_store(),
+        },
     };
     let app = Arc::new(app);
     let (watch_stop, watch_rx) = tokio::sync::watch::channel(false);
@@ -338,5 +350,6 @@ async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<Running
         shutdown: Some(tx),
         server,
         watch_stop,
+        tpm,
     })
 }

@@ -1,7 +1,7 @@
 //! Event-driven detection, agent side: watch the IMA log and the PCRs, and when either changes
 //! send the verifier a signed "attest me now" hint (`vouch_core::api::hint`). The verifier
 //! then quotes at once instead of at its next poll. Polling stays the source of truth — a lost
-//! hint costs only time, so hints are sent once, without retries.
+//! hint costs only time, so a hint is retried only briefly (transport errors, 5xx).
 //!
 //! - IMA: the log is re-read from where it ended last time (a seek and a short read) every
 //!   `hint_ima_poll_ms`. securityfs files support neither inotify nor a meaningful size, so
@@ -64,16 +64,24 @@ impl<S: Signer> Sender<S> {
                 return;
             }
         };
-        match self.http.post(&self.url).json(&hint).send().await {
-            Ok(r) if r.status().is_success() => {
-                tracing::debug!(reason = reason.as_str(), "hint delivered");
+        // A transport error or 5xx is retried twice (the verifier may be busy or restarting);
+        // a 4xx is a verdict on the hint itself and is not.
+        for attempt in 1..=3u32 {
+            match self.http.post(&self.url).json(&hint).send().await {
+                Ok(r) if r.status().is_success() => {
+                    tracing::debug!(reason = reason.as_str(), "hint delivered");
+                    return;
+                }
+                Ok(r) if r.status().is_client_error() => {
+                    let status = r.status();
+                    let body = r.text().await.unwrap_or_default();
+                    tracing::warn!(%status, "verifier refused the hint: {body}");
+                    return;
+                }
+                Ok(r) => tracing::warn!(status = %r.status(), attempt, "hint not taken"),
+                Err(e) => tracing::warn!(attempt, "hint to {} failed: {e}", self.url),
             }
-            Ok(r) => {
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                tracing::warn!(%status, "verifier refused the hint: {body}");
-            }
-            Err(e) => tracing::warn!("hint to {} failed: {e}", self.url),
+            tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
         }
     }
 }
@@ -102,7 +110,7 @@ pub fn start<S: Signer>(
     mut stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, reqwest::Error> {
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
         .build()?;
     let mut sender = Sender {
         url: format!("{}{HINT_PATH}", settings.verifier.trim_end_matches('/')),

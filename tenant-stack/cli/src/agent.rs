@@ -57,6 +57,15 @@ pub struct AddArgs {
     /// Payload: a file (sent as is) or a directory (its files zipped; `autorun.sh` runs on the agent).
     #[arg(long, short = 'f')]
     pub payload: Option<PathBuf>,
+    /// Software CA directory (`vouch ca init`), as keylime_tenant --cert: the payload is the
+    /// agent's certificate package (its certificate issued if it has none), and the verifier
+    /// gets the RevocationNotifier key and {"cert_serial", "subject"} to act on a failure.
+    #[arg(long, value_name = "CA_DIR")]
+    pub cert: Option<PathBuf>,
+    /// With --cert: add this directory's top-level files to the package (keylime_tenant
+    /// --include), e.g. autorun.sh, action_list and revocation actions.
+    #[arg(long, value_name = "DIR")]
+    pub include: Option<PathBuf>,
     /// PCR policy JSON, e.g. '{"15": ["<sha256 hex>"]}'; mask computed as upstream.
     #[arg(long, default_value = "{}")]
     pub tpm_policy: String,
@@ -186,7 +195,6 @@ pub async fn run_async(cmd: AgentCommand) -> anyhow::Result<()> {
 /// Parse and load everything `add` needs before any network call.
 pub fn add_options(a: &AddArgs) -> anyhow::Result<AddOptions> {
     let tpm_policy = TpmPolicy::parse(&a.tpm_policy)?;
-    let payload = a.payload.as_deref().map(Payload::from_path).transpose()?;
     let ek_check = if a.skip_ek_cert_check {
         EkCheck::Skip
     } else {
@@ -197,8 +205,27 @@ pub fn add_options(a: &AddArgs) -> anyhow::Result<AddOptions> {
             }
         })?)
     };
+    let agent_id = agent_id(&a.id)?;
+    // Last: --cert may issue a certificate, so only once everything else checked out.
+    let payload = match (&a.payload, &a.cert, &a.include) {
+        (Some(_), Some(_), _) => anyhow::bail!(
+            "--payload and --cert cannot be used together: with --cert the payload is the \
+             certificate package; put extra files in a directory and pass it with --include"
+        ),
+        (_, None, Some(_)) => anyhow::bail!(
+            "--include adds files to the --cert certificate package; without --cert pass the \
+             directory as --payload"
+        ),
+        (Some(path), None, None) => Some(Payload::from_path(path)?),
+        (None, Some(ca_dir), include) => Some(Payload::from_cert_package(
+            ca_dir,
+            &a.id.uuid,
+            include.as_deref(),
+        )?),
+        (None, None, _) => None,
+    };
     Ok(AddOptions {
-        agent_id: agent_id(&a.id)?,
+        agent_id,
         ip: a.ip.clone(),
         port: a.port,
         payload,
@@ -223,4 +250,55 @@ fn name_state(v: &mut serde_json::Value) {
 fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn args(payload: Option<PathBuf>, cert: Option<PathBuf>, include: Option<PathBuf>) -> AddArgs {
+        AddArgs {
+            id: Uuid {
+                uuid: "node-1".into(),
+            },
+            ip: None,
+            port: None,
+            payload,
+            cert,
+            include,
+            tpm_policy: "{}".into(),
+            ek_ca_dir: PathBuf::new(),
+            skip_ek_cert_check: true,
+            verify_timeout: 1,
+            endpoints: Endpoints {
+                verifier: DEFAULT_VERIFIER.into(),
+                registrar: DEFAULT_REGISTRAR.into(),
+                tls_dir: PathBuf::from(DEFAULT_TLS_DIR),
+            },
+        }
+    }
+
+    #[test]
+    fn cert_excludes_payload_and_include_needs_cert() {
+        let d = tempfile::tempdir().unwrap();
+        let ca = d.path().join("ca");
+        vouch_tls::software_ca::SoftwareCa::init(&ca, "Test CA", &Default::default()).unwrap();
+        let e = add_options(&args(Some(d.path().into()), Some(ca.clone()), None)).unwrap_err();
+        assert!(e.to_string().contains("cannot be used together"), "{e}");
+        let e = add_options(&args(None, None, Some(d.path().into()))).unwrap_err();
+        assert!(e.to_string().contains("--include"), "{e}");
+
+        let incl = d.path().join("incl");
+        std::fs::create_dir(&incl).unwrap();
+        std::fs::write(incl.join("autorun.sh"), "true\n").unwrap();
+        let opts = add_options(&args(None, Some(ca), Some(incl))).unwrap();
+        let payload = opts.payload.unwrap();
+        assert!(
+            payload.description.contains("autorun.sh"),
+            "{}",
+            payload.description
+        );
+        assert_eq!(payload.cert.unwrap().serial, 2);
+    }
 }

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod ca;
 pub mod certs;
 pub mod input;
+pub mod policy;
 pub mod tenant;
 pub mod tpm;
 
@@ -32,6 +33,9 @@ pub enum Command {
     /// Software CA for node certificates: issue, revoke, CRL, payload cert package (keylime_ca).
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Policies: create and check runtime (IMA) policies in upstream keylime's format.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Tenant: enrol agents with the verifier, query registrar and verifier (keylime tenant).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -42,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tpm(cmd) => tpm::run(cmd),
         Command::Certs(cmd) => certs::run(cmd),
         Command::Ca(cmd) => ca::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Agent(cmd) => agent::run(cmd),
     }
 }

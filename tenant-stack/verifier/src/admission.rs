@@ -6,6 +6,7 @@
 
 use crate::db::StoredAgent;
 use crate::error::ApiError;
+use crate::runtime_policy::PolicyChoice;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::net::IpAddr;
@@ -86,8 +87,8 @@ fn check_host(ip: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Check the body and build the record to store (state START).
-pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<StoredAgent, ApiError> {
+/// Check the body and build the record to store (state START) and its runtime policy choice.
+pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<(StoredAgent, PolicyChoice), ApiError> {
     if let Some(v) = &req.v {
         let why = |e: String| {
             invalid(
@@ -106,18 +107,13 @@ pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<StoredAgent, ApiError
     check_host(&req.cloudagent_ip)?;
     // Stored as the tenant's string, verbatim (status echoes it), once proven sane.
     TpmPolicy::parse(&req.tpm_policy).map_err(|e| invalid("tpm_policy", e.to_string()))?;
-    if !req.runtime_policy.is_empty() {
-        return Err(invalid(
-            "runtime_policy",
-            "IMA runtime policies are not supported by this verifier yet; send \"\"",
-        ));
-    }
-    if !req.ima_sign_verification_keys.is_empty() {
-        return Err(invalid(
-            "ima_sign_verification_keys",
-            "IMA is not supported by this verifier yet; send \"\"",
-        ));
-    }
+    let policy = crate::runtime_policy::choose(
+        id.as_str(),
+        &req.runtime_policy_name,
+        &req.runtime_policy,
+        &req.runtime_policy_key,
+        &req.ima_sign_verification_keys,
+    )?;
     if req.mb_policy.as_deref().is_some_and(|p| !p.is_empty()) {
         return Err(invalid(
             "mb_policy",
@@ -179,7 +175,7 @@ pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<StoredAgent, ApiError
             ));
         }
     }
-    Ok(StoredAgent {
+    let agent = StoredAgent {
         agent_id: id.as_str().to_owned(),
         v: req.v,
         ip: req.cloudagent_ip,
@@ -208,5 +204,9 @@ pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<StoredAgent, ApiError
         severity_level: None,
         last_event_id: None,
         failure_reason: None,
-    })
+        runtime_policy_name: policy.name().map(str::to_owned),
+        ima_sign_verification_keys: req.ima_sign_verification_keys,
+        ima_state: None,
+    };
+    Ok((agent, policy))
 }

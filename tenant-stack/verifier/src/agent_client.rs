@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
-use vouch_core::api::agent::{IntegrityQuoteQuery, QuoteResponse, VkeyRequest};
+use vouch_core::api::agent::{IntegrityQuoteQuery, QuoteResponse, RevocationNotice, VkeyRequest};
 use vouch_core::api::envelope::{Empty, Envelope};
 use vouch_core::api::version::{
     advertised_versions, negotiate, ApiVersion, AGENT_SUPPORTED_VERSIONS,
@@ -204,6 +204,26 @@ impl AgentClient {
         let http = self.client_for(ep, &url)?;
         let _: Empty = self
             .send(http.post(&url).json(body), &url, Some(ep.version))
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /vX/notifications/revocation` (§4.7): a signed revocation notice about another
+    /// agent. Any non-200 is the agent refusing it (bad signature, replay, no notifier
+    /// certificate in its payload).
+    pub async fn post_revocation(
+        &self,
+        ep: &AgentEndpoint,
+        notice: &RevocationNotice,
+    ) -> Result<(), CallError> {
+        let url = format!(
+            "{}{}/notifications/revocation",
+            ep.base,
+            ep.version.url_prefix()
+        );
+        let http = self.client_for(ep, &url)?;
+        let _: serde_json::Value = self
+            .send(http.post(&url).json(notice), &url, Some(ep.version))
             .await?;
         Ok(())
     }

@@ -54,6 +54,9 @@ pub struct GoodQuote {
     pub hash_alg: String,
     pub enc_alg: String,
     pub sign_alg: String,
+    /// The quote's bank and its (verified) PCR 10, when the quote covers PCR 10.
+    pub bank: HashAlg,
+    pub pcr10: Option<Vec<u8>>,
 }
 
 /// `rsa` ≡ `rsa2048`, `ecc` ≡ `ecc256` (`common/algorithms.py:is_accepted`).
@@ -209,6 +212,11 @@ pub fn appraise(
         hash_alg: resp.hash_alg.clone(),
         enc_alg: resp.enc_alg.clone(),
         sign_alg: resp.sign_alg.clone(),
+        bank: hash,
+        pcr10: verified
+            .pcrs()
+            .get(hash, vouch_core::api::verifier::IMA_PCR)
+            .map(<[u8]>::to_vec),
     })
 }
 

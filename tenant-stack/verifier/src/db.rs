@@ -8,7 +8,7 @@
 //! where it was. Updates from the poller are conditional on `epoch`: tenant actions
 //! (reactivate, stop, delete) bump it, which turns any poll still in flight into a no-op.
 
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use vouch_core::api::verifier::OperationalState;
 
@@ -48,6 +48,17 @@ const MIGRATIONS: &[&str] = &[
         last_event_id               TEXT,
         failure_reason              TEXT
     ) STRICT",
+    // 2: runtime (IMA) policies by name, as upstream's `allowlists` table; each agent's policy
+    // name, its tenant keyring (deprecated ima_sign_verification_keys) and its incremental
+    // IMA replay state (JSON of `vouch_core::ima::ImaReplayState`).
+    "CREATE TABLE runtime_policies (
+        name    TEXT PRIMARY KEY NOT NULL,
+        policy  TEXT NOT NULL,
+        created INTEGER NOT NULL
+    ) STRICT;
+    ALTER TABLE agents ADD COLUMN runtime_policy_name TEXT;
+    ALTER TABLE agents ADD COLUMN ima_sign_verification_keys TEXT NOT NULL DEFAULT '';
+    ALTER TABLE agents ADD COLUMN ima_state TEXT;",
 ];
 
 /// Schema version this build creates and understands.
@@ -96,6 +107,13 @@ pub struct StoredAgent {
     pub severity_level: Option<u32>,
     pub last_event_id: Option<String>,
     pub failure_reason: Option<String>,
+    /// The runtime policy (a row of `runtime_policies`) IMA entries are judged by; `None` =
+    /// no runtime policy (PCR 10 is then not in the mask either).
+    pub runtime_policy_name: Option<String>,
+    /// The tenant's keyring JSON for ima-sig (deprecated upstream field), or "".
+    pub ima_sign_verification_keys: String,
+    /// JSON of the incremental IMA replay state; `None` = nothing accepted yet.
+    pub ima_state: Option<String>,
 }
 
 pub use vouch_store::{Db, DbError};
@@ -109,7 +127,8 @@ const COLUMNS: &str = "agent_id, v, ip, port, tpm_policy, meta_data, accept_tpm_
     accept_tpm_encryption_algs, accept_tpm_signing_algs, ak_tpm, mtls_cert, supported_version, \
     revocation_key, operational_state, epoch, public_key, v_delivered, hash_alg, enc_alg, \
     sign_alg, attestation_count, last_received_quote, last_successful_attestation, tpm_clock, \
-    tpm_reset_count, tpm_restart_count, retry_count, severity_level, last_event_id, failure_reason";
+    tpm_reset_count, tpm_restart_count, retry_count, severity_level, last_event_id, failure_reason, \
+    runtime_policy_name, ima_sign_verification_keys, ima_state";
 
 fn corrupt(agent_id: &str, column: &'static str) -> DbError {
     DbError::Corrupt {
@@ -166,6 +185,9 @@ fn from_row(r: &Row<'_>) -> Result<StoredAgent, DbError> {
         severity_level: r.get(27)?,
         last_event_id: r.get(28)?,
         failure_reason: r.get(29)?,
+        runtime_policy_name: r.get(30)?,
+        ima_sign_verification_keys: r.get(31)?,
+        ima_state: r.get(32)?,
         agent_id,
     })
 }
@@ -184,7 +206,7 @@ pub fn insert_agent(conn: &Connection, a: &StoredAgent) -> Result<bool, DbError>
         &format!(
             "INSERT OR IGNORE INTO agents ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
              ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, \
-             ?26, ?27, ?28, ?29, ?30)"
+             ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)"
         ),
         params![
             a.agent_id,
@@ -217,6 +239,9 @@ pub fn insert_agent(conn: &Connection, a: &StoredAgent) -> Result<bool, DbError>
             a.severity_level,
             a.last_event_id,
             a.failure_reason,
+            a.runtime_policy_name,
+            a.ima_sign_verification_keys,
+            a.ima_state,
         ],
     )?;
     Ok(n == 1)
@@ -231,7 +256,7 @@ pub fn save_progress(conn: &Connection, a: &StoredAgent) -> Result<bool, DbError
             last_received_quote = ?10, last_successful_attestation = ?11, tpm_clock = ?12,
             tpm_reset_count = ?13, tpm_restart_count = ?14, retry_count = ?15,
             severity_level = ?16, last_event_id = ?17, failure_reason = ?18,
-            supported_version = ?19
+            supported_version = ?19, ima_state = ?20
          WHERE agent_id = ?1 AND epoch = ?2",
         params![
             a.agent_id,
@@ -253,6 +278,7 @@ pub fn save_progress(conn: &Connection, a: &StoredAgent) -> Result<bool, DbError
             a.last_event_id,
             a.failure_reason,
             a.supported_version,
+            a.ima_state,
         ],
     )?;
     Ok(n == 1)
@@ -292,6 +318,73 @@ pub fn get_agent(conn: &Connection, agent_id: &str) -> Result<Option<StoredAgent
         Some(r) => Ok(Some(from_row(r)?)),
         None => Ok(None),
     }
+}
+
+/// Store runtime policy `name`; `false` (nothing written) if the name exists.
+pub fn insert_runtime_policy(conn: &Connection, name: &str, policy: &str) -> Result<bool, DbError> {
+    let now = i64_of(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO runtime_policies (name, policy, created) VALUES (?1, ?2, ?3)",
+        params![name, policy, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// Replace runtime policy `name`; `false` if there is none of that name.
+pub fn update_runtime_policy(conn: &Connection, name: &str, policy: &str) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "UPDATE runtime_policies SET policy = ?2 WHERE name = ?1",
+        params![name, policy],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn get_runtime_policy(conn: &Connection, name: &str) -> Result<Option<String>, DbError> {
+    let mut stmt = conn.prepare_cached("SELECT policy FROM runtime_policies WHERE name = ?1")?;
+    let mut rows = stmt.query([name])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(r.get(0)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn list_runtime_policies(conn: &Connection) -> Result<Vec<String>, DbError> {
+    let mut stmt = conn.prepare_cached("SELECT name FROM runtime_policies ORDER BY name")?;
+    let names = stmt.query_map([], |r| r.get(0))?;
+    Ok(names.collect::<Result<Vec<String>, _>>()?)
+}
+
+/// What deleting runtime policy `name` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyDelete {
+    Deleted,
+    NotFound,
+    /// An agent still uses it (upstream answers 409).
+    InUse(String),
+}
+
+pub fn delete_runtime_policy(conn: &Connection, name: &str) -> Result<PolicyDelete, DbError> {
+    let user: Option<String> = conn
+        .query_row(
+            "SELECT agent_id FROM agents WHERE runtime_policy_name = ?1 LIMIT 1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(agent) = user {
+        return Ok(PolicyDelete::InUse(agent));
+    }
+    let n = conn.execute("DELETE FROM runtime_policies WHERE name = ?1", [name])?;
+    Ok(if n == 1 {
+        PolicyDelete::Deleted
+    } else {
+        PolicyDelete::NotFound
+    })
 }
 
 /// Every agent, ordered by id.
@@ -353,6 +446,9 @@ mod tests {
             severity_level: None,
             last_event_id: None,
             failure_reason: None,
+            runtime_policy_name: None,
+            ima_sign_verification_keys: String::new(),
+            ima_state: None,
         }
     }
 

@@ -28,6 +28,16 @@ pub enum ApiError {
     /// Upstream answers 404 with an empty body; ours carries the envelope.
     #[error("API version '{0}' is not served here (this verifier serves /v2 and /v2.0 to /v2.6)")]
     UnknownVersion(String),
+    /// Upstream: 409 "IMA policy with name {name} already exists. Please use a different name
+    /// or delete the allowlist from the verifier."
+    #[error("IMA policy with name {0} already exists. Please use a different name or delete the allowlist from the verifier.")]
+    PolicyExists(String),
+    /// Upstream: 404 "Could not find IMA policy with name {name}!"
+    #[error("Could not find IMA policy with name {0}!")]
+    PolicyNotFound(String),
+    /// Upstream: 409 "Can't delete allowlist as it's currently in use by agent {id}".
+    #[error("Can't delete allowlist as it's currently in use by agent {agent}")]
+    PolicyInUse { agent: String },
     #[error("No route for {method} {path}")]
     NoRoute { method: String, path: String },
     #[error("Internal error: {0}")]
@@ -42,7 +52,10 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::InvalidAgent { .. } | ApiError::BadAgentId(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::PolicyExists(_) | ApiError::PolicyInUse { .. } => {
+                StatusCode::CONFLICT
+            }
+            ApiError::PolicyNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotFound(_) | ApiError::UnknownVersion(_) | ApiError::NoRoute { .. } => {
                 StatusCode::NOT_FOUND
             }

@@ -12,8 +12,12 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod hint;
+pub mod policy_routes;
 pub mod poller;
+pub mod revocation;
 pub mod routes;
+pub mod runtime_check;
+pub mod runtime_policy;
 pub mod scheduler;
 pub mod server;
 

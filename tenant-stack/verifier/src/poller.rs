@@ -20,6 +20,8 @@
 use crate::agent_client::{AgentClient, CallError};
 use crate::appraisal::{appraise, load_ak, Failure, SEVERITY_EMERGENCY};
 use crate::db::{self, Db, DbError, StoredAgent};
+use crate::runtime_check::{self, ImaVerdict};
+use crate::runtime_policy::PolicyCache;
 use crate::scheduler::{self, Scheduler};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,11 +68,15 @@ struct Ctx {
     client: AgentClient,
     settings: PollSettings,
     permits: Arc<Semaphore>,
+    /// Revocation notices and certificate revocation when an agent fails (`revocation.rs`).
+    notifier: Arc<crate::revocation::Notifier>,
     /// Each agent's AK, imported once: decoding, parsing and key import would otherwise be
     /// repeated on every quote. Keyed by agent id and checked against the stored `ak_tpm` text,
     /// so an agent deleted and re-added with another AK never meets a stale key. The lock is
     /// held only for a map lookup or insert, never across an await.
     aks: Mutex<HashMap<String, (String, Arc<VerifyingKey>)>>,
+    /// Compiled runtime policies, shared by every agent using the same one.
+    policies: PolicyCache,
 }
 
 impl Ctx {
@@ -97,6 +103,7 @@ pub fn start(
     db: Db,
     client: AgentClient,
     settings: PollSettings,
+    notifier: Arc<crate::revocation::Notifier>,
     shutdown: watch::Receiver<bool>,
 ) -> (Poller, JoinHandle<()>) {
     let min_hint_gap = settings.min_hint_gap;
@@ -106,7 +113,9 @@ pub fn start(
         client,
         permits,
         settings,
+        notifier,
         aks: Mutex::new(HashMap::new()),
+        policies: PolicyCache::default(),
     });
     scheduler::start(
         move |id: String, epoch: i64| {
@@ -216,7 +225,7 @@ async fn get_quote(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>
         nonce: nonce.clone(),
         mask: policy.mask.clone(),
         partial: if partial { "1" } else { "0" }.into(),
-        ima_ml_entry: Some("0".into()),
+        ima_ml_entry: Some(runtime_check::stored_state(&agent).next_entry().to_string()),
     };
     let endpoint = ctx.client.endpoint(&agent, version);
     let resp = match ctx.client.integrity_quote(&endpoint, &query).await {
@@ -227,6 +236,51 @@ async fn get_quote(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>
     let appraisal = ctx
         .ak(&agent)
         .and_then(|ak| appraise(&agent, &ak, &nonce, &resp));
+    let appraisal = match appraisal {
+        Ok(good) if runtime_check::checks_ima(&policy) => {
+            let name = agent.runtime_policy_name.clone();
+            let json = match name {
+                Some(n) => ctx.db.call(move |c| db::get_runtime_policy(c, &n)).await?,
+                None => None,
+            };
+            if agent.runtime_policy_name.is_some() && json.is_none() {
+                let f = Failure::new(
+                    "ima.bad_policy",
+                    format!(
+                        "runtime policy {:?} was deleted from the verifier",
+                        agent.runtime_policy_name
+                    ),
+                );
+                return fail(ctx, agent, OperationalState::Failed, f).await;
+            }
+            match runtime_check::check(&agent, json.as_deref(), &ctx.policies, &good, &resp) {
+                ImaVerdict::Accepted {
+                    state,
+                    received,
+                    certified,
+                } => {
+                    tracing::debug!(
+                        received,
+                        certified,
+                        next = state.next_entry(),
+                        "IMA entries accepted"
+                    );
+                    agent.ima_state = serde_json::to_string(&state).ok();
+                    Ok(good)
+                }
+                ImaVerdict::StartOver(state, why) => {
+                    tracing::info!("{why}");
+                    agent.ima_state = serde_json::to_string(&state).ok();
+                    return save(ctx, agent, Some(Duration::ZERO)).await;
+                }
+                ImaVerdict::Failed(f, state) => {
+                    agent.ima_state = serde_json::to_string(&state).ok();
+                    Err(f)
+                }
+            }
+        }
+        other => other,
+    };
     match appraisal {
         Err(f) => fail(ctx, agent, OperationalState::InvalidQuote, f).await,
         Ok(good) => {
@@ -367,7 +421,26 @@ async fn fail(
     agent.severity_level = Some(SEVERITY_EMERGENCY);
     agent.last_event_id = Some(f.event_id);
     agent.failure_reason = Some(f.reason);
-    save(ctx, agent, None).await.map(|_| None)
+    let revoke = matches!(
+        state,
+        OperationalState::Failed | OperationalState::InvalidQuote
+    );
+    if !revoke {
+        return save(ctx, agent, None).await.map(|_| None);
+    }
+    // Notify only once the failure is stored (not when the tenant deleted or changed the agent
+    // meanwhile); `on_failure` spawns and returns at once.
+    if save(ctx, agent.clone(), Some(Duration::ZERO))
+        .await?
+        .is_some()
+    {
+        let (event_id, reason) = (
+            agent.last_event_id.as_deref().unwrap_or_default(),
+            agent.failure_reason.as_deref().unwrap_or_default(),
+        );
+        ctx.notifier.on_failure(&agent, event_id, reason);
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

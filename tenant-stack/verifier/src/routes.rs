@@ -4,7 +4,9 @@
 use crate::admission;
 use crate::db::{self, Db, StoredAgent};
 use crate::error::ApiError;
+use crate::policy_routes;
 use crate::poller::Poller;
+use crate::runtime_policy::{self, AddOutcome};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -41,9 +43,9 @@ pub struct AppState {
     pub info: Arc<VerifierInfo>,
 }
 
-type ApiResult<T> = Result<Json<Envelope<T>>, ApiError>;
+pub(crate) type ApiResult<T> = Result<Json<Envelope<T>>, ApiError>;
 
-fn ok<T>(results: T) -> ApiResult<T> {
+pub(crate) fn ok<T>(results: T) -> ApiResult<T> {
     Ok(Json(Envelope::success(results)))
 }
 
@@ -71,7 +73,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-fn version_of(segment: &str) -> Result<ApiVersion, ApiError> {
+pub(crate) fn version_of(segment: &str) -> Result<ApiVersion, ApiError> {
     ApiVersion::from_url_segment(segment, &SERVER_SERVED_VERSIONS)
         .ok_or_else(|| ApiError::UnknownVersion(segment.to_owned()))
 }
@@ -96,6 +98,15 @@ pub fn router(state: AppState) -> Router {
         .route("/{ver}/agents/{id}/", get(status).post(add).delete(delete))
         .route("/{ver}/agents/{id}/reactivate", put(reactivate))
         .route("/{ver}/agents/{id}/stop", put(stop))
+        .route("/{ver}/allowlists", get(policy_routes::list))
+        .route("/{ver}/allowlists/", get(policy_routes::list))
+        .route(
+            "/{ver}/allowlists/{name}",
+            get(policy_routes::show)
+                .post(policy_routes::create)
+                .put(policy_routes::update)
+                .delete(policy_routes::delete),
+        )
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
@@ -122,7 +133,7 @@ pub fn status_of(a: &StoredAgent, info: &VerifierInfo) -> AgentStatus {
         tpm_policy: a.tpm_policy.clone(),
         meta_data: a.meta_data.clone(),
         has_mb_refstate: 0,
-        has_runtime_policy: 0,
+        has_runtime_policy: u8::from(a.runtime_policy_name.is_some()),
         accept_tpm_hash_algs: a.accept_tpm_hash_algs.clone(),
         accept_tpm_encryption_algs: a.accept_tpm_encryption_algs.clone(),
         accept_tpm_signing_algs: a.accept_tpm_signing_algs.clone(),
@@ -153,10 +164,17 @@ async fn add(
     let span = tracing::info_span!("add", agent_id = %id);
     Ok(in_span(span, async move {
         let JsonBody(req) = body?;
-        let agent = admission::admit(&id, req)?;
+        let (agent, policy) = admission::admit(&id, req)?;
         let stored = agent.clone();
-        if !state.db.call(move |c| db::insert_agent(c, &stored)).await? {
-            return Err(ApiError::Conflict(id.to_string()));
+        let outcome = state
+            .db
+            .call(move |c| runtime_policy::insert_with_policy(c, &stored, &policy))
+            .await?;
+        match outcome {
+            AddOutcome::Added => {}
+            AddOutcome::AgentExists => return Err(ApiError::Conflict(id.to_string())),
+            AddOutcome::PolicyExists(name) => return Err(ApiError::PolicyExists(name)),
+            AddOutcome::PolicyMissing(name) => return Err(ApiError::PolicyNotFound(name)),
         }
         tracing::info!(ip = %agent.ip, port = agent.port, "agent added; polling starts");
         state

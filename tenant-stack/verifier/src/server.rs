@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::db::{self, DbError};
 use crate::hint;
 use crate::poller::{self, PollSettings};
+use crate::revocation::Notifier;
 use crate::routes::{self, AppState, VerifierInfo};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub enum StartError {
     },
     #[error("building the HTTP client for agents: {0}")]
     Client(reqwest::Error),
+    #[error("revocation notifier: {0}")]
+    Notifier(crate::revocation::NotifierError),
 }
 
 #[derive(Debug, Error)]
@@ -116,7 +119,10 @@ impl Verifier {
             max_concurrent: config.max_concurrent_quotes,
             min_hint_gap: Duration::from_secs_f64(config.min_hint_gap),
         };
-        let (poller, poller_task) = poller::start(db.clone(), client, settings, rx.clone());
+        let notifier =
+            Notifier::new(config, client.clone(), db.clone()).map_err(StartError::Notifier)?;
+        let (poller, poller_task) =
+            poller::start(db.clone(), client, settings, Arc::new(notifier), rx.clone());
 
         // Resume: every agent that was being polled continues from its stored state.
         let agents = db.call(|c| db::list_agents(c)).await?;

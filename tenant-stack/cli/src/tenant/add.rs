@@ -5,13 +5,14 @@
 //!    identity quote with a fresh nonce, verified with the registrar's AK, NK bound in PCR 16 →
 //!    `POST /keys/ukey` (U encrypted to the NK, auth_tag, payload). Nothing reaches the agent
 //!    before its quote checked out.
-//! 2. [`Tenant::add_to_verifier`]: `POST /agents/{id}` with V and the policy (§5.1).
+//! 2. [`Tenant::add_to_verifier`]: `POST /agents/{id}` with V and the policy (§5.1), and
+//!    with a `--cert` payload the `revocation_key` and `metadata` upstream's `--cert` sends.
 //! 3. [`Tenant::verify_key`]: `/keys/verify` challenges until the agent, holding U and V,
 //!    answers `HMAC(K, challenge)` (bounded).
 
 use super::error::TenantError;
 use super::http::Service;
-use super::payload::Payload;
+use super::payload::{NodeCert, Payload};
 use super::progress::Progress;
 use super::Tenant;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -75,6 +76,8 @@ pub struct Delivered {
     pub v: KeyShare,
     /// The NK PEM exactly as the agent sent it.
     pub nk_pem: String,
+    /// The agent's certificate when the payload was a `--cert` package.
+    pub cert: Option<NodeCert>,
 }
 
 impl Tenant {
@@ -205,6 +208,7 @@ impl Tenant {
             key,
             v,
             nk_pem,
+            cert: opts.payload.as_ref().and_then(|pl| pl.cert.clone()),
         })
     }
 
@@ -288,8 +292,16 @@ impl Tenant {
             mb_policy: None,
             mb_policy_name: String::new(),
             ima_sign_verification_keys: String::new(),
-            metadata: "{}".into(),
-            revocation_key: String::new(),
+            // Upstream `--cert`: the certificate to revoke and the key notices are signed with.
+            metadata: d
+                .cert
+                .as_ref()
+                .map_or_else(|| "{}".to_owned(), NodeCert::metadata),
+            revocation_key: d
+                .cert
+                .as_ref()
+                .map(|c| c.revocation_key_pem.clone())
+                .unwrap_or_default(),
             accept_tpm_hash_algs: ACCEPT_TPM_HASH_ALGS.map(String::from).to_vec(),
             accept_tpm_encryption_algs: ACCEPT_TPM_ENCRYPTION_ALGS.map(String::from).to_vec(),
             accept_tpm_signing_algs: ACCEPT_TPM_SIGNING_ALGS.map(String::from).to_vec(),
@@ -313,6 +325,13 @@ impl Tenant {
             "verifier {}: agent {} added with V and tpm_policy {}",
             self.verifier.base, d.agent_id, body.tpm_policy
         ));
+        if let Some(c) = &d.cert {
+            p.step(format!(
+                "verifier holds the RevocationNotifier key and metadata {} (certificate {} is \
+                 revoked if the agent fails)",
+                body.metadata, c.serial
+            ));
+        }
         if let Ok(status) = self.verifier_status(&d.agent_id).await {
             p.step(format!(
                 "verifier reports {}",

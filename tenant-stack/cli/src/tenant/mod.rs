@@ -15,7 +15,7 @@ pub mod progress;
 
 pub use add::{AddOptions, Delivered, EkCheck};
 pub use error::TenantError;
-pub use payload::Payload;
+pub use payload::{NodeCert, Payload};
 pub use progress::Progress;
 
 use http::{base_url, Service};
