@@ -4,6 +4,7 @@
 //! depend only on this crate, so they carry no C TPM library.
 
 pub mod api;
+pub mod calendar;
 pub mod credential;
 pub mod der;
 pub mod ekcert;
@@ -11,6 +12,7 @@ pub mod eventlog;
 pub mod ima;
 pub mod keylime;
 pub mod keys;
+pub mod pyjson;
 pub mod quote;
 pub mod revocation;
 pub mod tools;

@@ -57,7 +57,6 @@ use aws_lc_rs::signature::{
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
-use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
@@ -238,68 +237,7 @@ impl RevocationMessage {
 }
 
 /// Serialize like Python's `json.dumps(obj)` with default arguments.
-pub fn python_json<T: Serialize + ?Sized>(value: &T) -> String {
-    let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    // Serializing plain data into a Vec cannot fail; fall back to serde_json's own form if a
-    // Serialize impl does.
-    if value.serialize(&mut ser).is_err() {
-        return serde_json::to_string(value).unwrap_or_default();
-    }
-    // The formatter writes only ASCII.
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// `json.dumps` defaults: `", "` and `": "` separators, non-ASCII as `\uXXXX` (UTF-16).
-struct PythonFormatter;
-
-impl serde_json::ser::Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
-    }
-
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
-    }
-
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        w.write_all(b": ")
-    }
-
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        for c in fragment.chars() {
-            if c.is_ascii() {
-                w.write_all(&[c as u8])?;
-            } else {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    write!(w, "\\u{unit:04x}")?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::pyjson::to_string as python_json;
 
 /// Python's `time.asctime()` for `t` in UTC: `Mon Nov  3 17:05:01 2026` (day padded to width 3
 /// with the separating space, as CPython's `"%s %s%3d %.2d:%.2d:%.2d %d"`). Upstream uses the
@@ -312,7 +250,7 @@ pub fn asctime(t: SystemTime) -> String {
     let secs = unix_seconds(t);
     let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = crate::calendar::civil_from_days(days);
     format!(
         "{} {}{:3} {:02}:{:02}:{:02} {}",
         DAYS[(days % 7) as usize],
@@ -329,20 +267,6 @@ fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian (H. Hinnant).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The RSA key a verifier signs notices with (upstream: the agent's `revocation_key`).

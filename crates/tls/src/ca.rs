@@ -464,10 +464,11 @@ fn distinguished_name(common_name: &str) -> DistinguishedName {
 }
 
 /// Write `bytes` to `path` with `mode` through a temporary file and a rename, so that a reader
-/// never sees half a key and a key is never, even briefly, readable by others.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// never sees half a key and a key is never, even briefly, readable by others. The temporary
+/// name carries the process id, so two processes writing the same file do not collide.
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = std::path::PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()

@@ -929,7 +929,7 @@ fn asn1(t: SystemTime) -> Result<x509_parser::time::ASN1Time> {
 /// `YYMMDDHHMMSSZ` (UTCTime) for 1950–2049, else `YYYYMMDDHHMMSSZ`, as OpenSSL's index has it.
 fn asn1_time(t: SystemTime) -> String {
     let secs = u64::try_from(unix_seconds(t)).unwrap_or(0);
-    let (y, mo, d) = civil_from_days(secs / 86_400);
+    let (y, mo, d) = vouch_core::calendar::civil_from_days(secs / 86_400);
     let rem = secs % 86_400;
     let hms = format!("{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60);
     if (1950..2050).contains(&y) {
@@ -962,52 +962,12 @@ fn parse_asn1_time(s: &str) -> Option<SystemTime> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
-    let days = days_from_civil(year, mo, d)?;
+    let days = vouch_core::calendar::days_from_civil(year, mo, d)?;
     Some(UNIX_EPOCH + Duration::from_secs(days * 86_400 + h * 3600 + mi * 60 + sec))
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let (era, doe) = (z / 146_097, z % 146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + u64::from(month <= 2), month, day)
-}
-
-fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
-    let y = if month <= 2 {
-        year.checked_sub(1)?
-    } else {
-        year
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe).checked_sub(719_468)
-}
-
-/// Replace `path` atomically (temporary file, fsync, rename) with mode `mode`.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    Ok(crate::ca::write_file(path, bytes, mode)?)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use super::error::PolicyError;
 use super::key::ImaKey;
-use super::pyjson;
+use crate::pyjson;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 

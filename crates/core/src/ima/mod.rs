@@ -22,7 +22,6 @@ pub mod evaluate;
 pub mod key;
 pub mod keyring;
 pub mod policy;
-mod pyjson;
 pub mod pyregex;
 pub mod replay;
 pub mod signature;

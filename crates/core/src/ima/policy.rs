@@ -22,8 +22,8 @@
 
 use super::error::PolicyError;
 use super::keyring::Keyring;
-use super::pyjson;
 use super::pyregex;
+use crate::pyjson;
 use crate::tpm::HashAlg;
 use base64::Engine;
 use serde::{Serialize, Serializer};

@@ -1,6 +1,7 @@
 //! JSON written the way Python's `json.dumps` writes it by default (`", "` and `": "`
 //! separators, non-ASCII escaped as `\uXXXX`), so a policy Vouch creates is byte-for-byte what
-//! upstream's `keylime_policy create runtime` would write for the same content and key order.
+//! upstream's `keylime_policy create runtime` would write for the same content and key order,
+//! and a revocation message is the text upstream's `prepare_error` signs.
 
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter, Serializer};
