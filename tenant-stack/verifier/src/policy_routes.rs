@@ -138,6 +138,7 @@ pub async fn update(
     {
         return Err(ApiError::PolicyNotFound(name));
     }
+    state.policies.invalidate(&name);
     tracing::info!(policy = %name, "runtime policy replaced");
     Ok(created())
 }
@@ -154,6 +155,7 @@ pub async fn delete(
         .await?
     {
         PolicyDelete::Deleted => {
+            state.policies.invalidate(&name);
             tracing::info!(policy = %name, "runtime policy deleted");
             Ok(StatusCode::NO_CONTENT.into_response())
         }

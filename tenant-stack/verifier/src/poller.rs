@@ -75,8 +75,8 @@ struct Ctx {
     /// so an agent deleted and re-added with another AK never meets a stale key. The lock is
     /// held only for a map lookup or insert, never across an await.
     aks: Mutex<HashMap<String, (String, Arc<VerifyingKey>)>>,
-    /// Compiled runtime policies, shared by every agent using the same one.
-    policies: PolicyCache,
+    /// Compiled runtime policies, shared with the `/allowlists` routes (which invalidate).
+    policies: Arc<PolicyCache>,
 }
 
 impl Ctx {
@@ -104,6 +104,7 @@ pub fn start(
     client: AgentClient,
     settings: PollSettings,
     notifier: Arc<crate::revocation::Notifier>,
+    policies: Arc<PolicyCache>,
     shutdown: watch::Receiver<bool>,
 ) -> (Poller, JoinHandle<()>) {
     let min_hint_gap = settings.min_hint_gap;
@@ -115,7 +116,7 @@ pub fn start(
         settings,
         notifier,
         aks: Mutex::new(HashMap::new()),
-        policies: PolicyCache::default(),
+        policies,
     });
     scheduler::start(
         move |id: String, epoch: i64| {
@@ -219,13 +220,14 @@ async fn get_quote(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>
             return fail(ctx, agent, OperationalState::Failed, f).await;
         }
     };
+    let ima_state = runtime_check::stored_state(&agent);
     // partial=1 only on periodic polls with a known NK (§4.2).
     let partial = agent.public_key.is_some() && agent.state == OperationalState::GetQuote;
     let query = IntegrityQuoteQuery {
         nonce: nonce.clone(),
         mask: policy.mask.clone(),
         partial: if partial { "1" } else { "0" }.into(),
-        ima_ml_entry: Some(runtime_check::stored_state(&agent).next_entry().to_string()),
+        ima_ml_entry: Some(ima_state.next_entry().to_string()),
     };
     let endpoint = ctx.client.endpoint(&agent, version);
     let resp = match ctx.client.integrity_quote(&endpoint, &query).await {
@@ -238,22 +240,11 @@ async fn get_quote(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>
         .and_then(|ak| appraise(&agent, &ak, &nonce, &resp));
     let appraisal = match appraisal {
         Ok(good) if runtime_check::checks_ima(&policy) => {
-            let name = agent.runtime_policy_name.clone();
-            let json = match name {
-                Some(n) => ctx.db.call(move |c| db::get_runtime_policy(c, &n)).await?,
-                None => None,
+            let compiled = match runtime_check::policy_for(&ctx.db, &ctx.policies, &agent).await? {
+                Ok(p) => p,
+                Err(f) => return fail(ctx, agent, OperationalState::Failed, f).await,
             };
-            if agent.runtime_policy_name.is_some() && json.is_none() {
-                let f = Failure::new(
-                    "ima.bad_policy",
-                    format!(
-                        "runtime policy {:?} was deleted from the verifier",
-                        agent.runtime_policy_name
-                    ),
-                );
-                return fail(ctx, agent, OperationalState::Failed, f).await;
-            }
-            match runtime_check::check(&agent, json.as_deref(), &ctx.policies, &good, &resp) {
+            match runtime_check::check(&ima_state, &compiled, &good, &resp) {
                 ImaVerdict::Accepted {
                     state,
                     received,

@@ -39,6 +39,8 @@ pub struct VerifierInfo {
 pub struct AppState {
     pub db: Db,
     pub poller: Poller,
+    /// Compiled runtime policies, shared with the poller; dropped here when replaced/deleted.
+    pub policies: Arc<crate::runtime_policy::PolicyCache>,
     pub max_body_bytes: usize,
     pub info: Arc<VerifierInfo>,
 }

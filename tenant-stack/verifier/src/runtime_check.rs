@@ -7,13 +7,13 @@
 //! bank, entry count, learned keys), kept in the agent's row.
 
 use crate::appraisal::{Failure, GoodQuote};
-use crate::db::StoredAgent;
+use crate::db::{self, Db, DbError, StoredAgent};
 use crate::runtime_policy::PolicyCache;
+use std::sync::Arc;
 use vouch_core::api::agent::QuoteResponse;
 use vouch_core::api::verifier::{TpmPolicy, IMA_PCR};
 use vouch_core::ima::{
-    replay, BootIdentity, CheckOptions, CompiledPolicy, ImaReplayState, Keyring, ReplayError,
-    ReplayInput,
+    replay, BootIdentity, CheckOptions, CompiledPolicy, ImaReplayState, ReplayError, ReplayInput,
 };
 
 /// What to do after the IMA check.
@@ -48,15 +48,40 @@ pub fn stored_state(agent: &StoredAgent) -> ImaReplayState {
         .unwrap_or_else(|| ImaReplayState::new(BootIdentity::default()))
 }
 
+/// The compiled runtime policy judging `agent`: from the cache, else read once and compiled.
+pub async fn policy_for(
+    db: &Db,
+    cache: &PolicyCache,
+    agent: &StoredAgent,
+) -> Result<Result<Arc<CompiledPolicy>, Failure>, DbError> {
+    let keys = agent.ima_sign_verification_keys.as_str();
+    let Some(name) = agent.runtime_policy_name.clone() else {
+        return Ok(cache.empty(keys).map_err(|e| failure("bad_policy", e)));
+    };
+    if let Some(p) = cache.cached(&name, keys) {
+        return Ok(Ok(p));
+    }
+    let key = name.clone();
+    let Some(json) = db.call(move |c| db::get_runtime_policy(c, &key)).await? else {
+        return Ok(Err(failure(
+            "bad_policy",
+            format!("runtime policy {name:?} was deleted from the verifier"),
+        )));
+    };
+    Ok(cache
+        .load(&name, &json, keys)
+        .map_err(|e| failure("bad_policy", e)))
+}
+
 fn failure(event: &str, reason: impl Into<String>) -> Failure {
     Failure::new(format!("ima.{event}"), reason)
 }
 
-/// Judge the IMA evidence of a quote that passed every other check.
+/// Judge the IMA evidence of a quote that passed every other check, on top of `state` (what
+/// was accepted before) with the agent's compiled `policy`.
 pub fn check(
-    agent: &StoredAgent,
-    policy_json: Option<&str>,
-    cache: &PolicyCache,
+    state: &ImaReplayState,
+    policy: &CompiledPolicy,
     good: &GoodQuote,
     resp: &QuoteResponse,
 ) -> ImaVerdict {
@@ -83,28 +108,6 @@ pub fn check(
             fresh,
         );
     };
-    let compiled = match policy_json {
-        Some(json) => cache.get(agent.runtime_policy_name.as_deref().unwrap_or(""), json),
-        None => cache.empty(),
-    };
-    let compiled: std::sync::Arc<CompiledPolicy> = match compiled {
-        Ok(c) => c,
-        Err(e) => return ImaVerdict::Failed(failure("bad_policy", e), fresh),
-    };
-    let compiled = if agent.ima_sign_verification_keys.is_empty() {
-        compiled
-    } else {
-        match Keyring::from_policy_json(&agent.ima_sign_verification_keys) {
-            Ok(k) => std::sync::Arc::new((*compiled).clone().with_tenant_keys(k)),
-            Err(e) => {
-                return ImaVerdict::Failed(
-                    failure("bad_policy", format!("ima_sign_verification_keys: {e}")),
-                    fresh,
-                )
-            }
-        }
-    };
-    let state = stored_state(agent);
     let input = ReplayInput {
         boot,
         served_from: resp.ima_measurement_list_entry.unwrap_or(0),
@@ -114,7 +117,7 @@ pub fn check(
         boot_aggregates: &[],
         options: CheckOptions::default(),
     };
-    match replay(&state, &input, &compiled) {
+    match replay(state, &input, policy) {
         Ok(out) => ImaVerdict::Accepted {
             state: out.state,
             received: out.received,

@@ -153,34 +153,57 @@ pub fn insert_with_policy(
     Ok(AddOutcome::Added)
 }
 
-/// Compiled policies by name, checked against the stored text (an update replaces it).
+/// Compiled policies, shared by every agent using the same one. Filled on first use; the
+/// `/allowlists` routes drop an entry when they replace or delete its policy, so a poll never
+/// re-reads or re-compares the policy text (megabytes for a distribution-wide policy).
+/// Keyed by policy name, plus the tenant keyring text for the agents that carry one.
 #[derive(Debug, Default)]
 pub struct PolicyCache {
-    compiled: Mutex<HashMap<String, (String, Arc<CompiledPolicy>)>>,
+    compiled: Mutex<HashMap<(String, String), Arc<CompiledPolicy>>>,
 }
 
 impl PolicyCache {
-    /// The compiled policy for `name` whose stored text is `json`.
-    pub fn get(&self, name: &str, json: &str) -> Result<Arc<CompiledPolicy>, String> {
-        if let Some(p) = self.compiled.lock().ok().and_then(|m| {
-            m.get(name)
-                .filter(|(text, _)| text == json)
-                .map(|(_, p)| p.clone())
-        }) {
-            return Ok(p);
+    /// The cached policy `name` (with `tenant_keys`, "" for none), if compiled already.
+    pub fn cached(&self, name: &str, tenant_keys: &str) -> Option<Arc<CompiledPolicy>> {
+        let key = (name.to_owned(), tenant_keys.to_owned());
+        self.compiled.lock().ok()?.get(&key).cloned()
+    }
+
+    /// Compile `json` as policy `name` with `tenant_keys` and cache it.
+    pub fn load(
+        &self,
+        name: &str,
+        json: &str,
+        tenant_keys: &str,
+    ) -> Result<Arc<CompiledPolicy>, String> {
+        let mut compiled = compile(json)?;
+        if !tenant_keys.is_empty() {
+            let keys = Keyring::from_policy_json(tenant_keys)
+                .map_err(|e| format!("ima_sign_verification_keys: {e}"))?;
+            compiled = compiled.with_tenant_keys(keys);
         }
-        let compiled = Arc::new(compile(json)?);
+        let compiled = Arc::new(compiled);
         if let Ok(mut m) = self.compiled.lock() {
-            m.insert(name.to_owned(), (json.to_owned(), compiled.clone()));
+            m.insert((name.to_owned(), tenant_keys.to_owned()), compiled.clone());
         }
         Ok(compiled)
     }
 
-    /// The policy judging agents without one whose mask still has PCR 10 (upstream's empty
-    /// policy: only `boot_aggregate` passes).
-    pub fn empty(&self) -> Result<Arc<CompiledPolicy>, String> {
-        let json = RuntimePolicy::empty().to_json();
-        self.get("", &json)
+    /// Forget policy `name` (replaced or deleted).
+    pub fn invalidate(&self, name: &str) {
+        if let Ok(mut m) = self.compiled.lock() {
+            m.retain(|(n, _), _| n != name);
+        }
+    }
+
+    /// Upstream's empty policy (only `boot_aggregate` passes), for agents without a runtime
+    /// policy whose mask still has PCR 10. Cached under the name "", which no stored policy
+    /// can have.
+    pub fn empty(&self, tenant_keys: &str) -> Result<Arc<CompiledPolicy>, String> {
+        match self.cached("", tenant_keys) {
+            Some(p) => Ok(p),
+            None => self.load("", &RuntimePolicy::empty().to_json(), tenant_keys),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::hint;
 use crate::poller::{self, PollSettings};
 use crate::revocation::Notifier;
 use crate::routes::{self, AppState, VerifierInfo};
+use crate::runtime_policy::PolicyCache;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,8 +122,15 @@ impl Verifier {
         };
         let notifier =
             Notifier::new(config, client.clone(), db.clone()).map_err(StartError::Notifier)?;
-        let (poller, poller_task) =
-            poller::start(db.clone(), client, settings, Arc::new(notifier), rx.clone());
+        let policies = Arc::new(PolicyCache::default());
+        let (poller, poller_task) = poller::start(
+            db.clone(),
+            client,
+            settings,
+            Arc::new(notifier),
+            policies.clone(),
+            rx.clone(),
+        );
 
         // Resume: every agent that was being polled continues from its stored state.
         let agents = db.call(|c| db::list_agents(c)).await?;
@@ -166,6 +174,7 @@ impl Verifier {
         let state = AppState {
             db,
             poller,
+            policies,
             max_body_bytes: config.max_body_bytes,
             info: Arc::new(VerifierInfo {
                 verifier_id: config.verifier_id.clone(),
