@@ -2,8 +2,8 @@
 //! protocol is in [`crate::tenant`].
 
 use crate::tenant::{
-    AddOptions, Deleted, EkCheck, Payload, Progress, Tenant, TenantConfig, DEFAULT_REGISTRAR,
-    DEFAULT_TLS_DIR, DEFAULT_VERIFIER,
+    AddOptions, Deleted, EkCheck, MbPolicyFile, Payload, Policies, Progress, RuntimePolicyFile,
+    Tenant, TenantConfig, DEFAULT_REGISTRAR, DEFAULT_TLS_DIR, DEFAULT_VERIFIER,
 };
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -66,9 +66,27 @@ pub struct AddArgs {
     /// --include), e.g. autorun.sh, action_list and revocation actions.
     #[arg(long, value_name = "DIR")]
     pub include: Option<PathBuf>,
-    /// PCR policy JSON, e.g. '{"15": ["<sha256 hex>"]}'; mask computed as upstream.
+    /// PCR policy JSON, e.g. '{"15": ["<sha256 hex>"]}'; mask computed as upstream, then
+    /// widened for --runtime-policy(-name) and --mb-policy(-name).
     #[arg(long, default_value = "{}")]
     pub tpm_policy: String,
+    /// Runtime (IMA) policy JSON in upstream's format (`vouch policy runtime create`): checked
+    /// here, sent base64 as `runtime_policy`; adds PCR 10 to the mask.
+    #[arg(long, value_name = "FILE")]
+    pub runtime_policy: Option<PathBuf>,
+    /// Name the verifier stores the --runtime-policy under (default: the agent id); alone, the
+    /// name of a policy already on the verifier (`/allowlists/NAME`). Adds PCR 10 to the mask.
+    #[arg(long, value_name = "NAME")]
+    pub runtime_policy_name: Option<String>,
+    /// Measured-boot reference state (refstate) JSON for upstream's `example` policy: checked
+    /// here, sent as `mb_policy`; adds PCRs 0-9 and 11-15 to the mask, which --tpm-policy may
+    /// then not pin. `--mb_refstate` is upstream's older name.
+    #[arg(long, value_name = "FILE", alias = "mb_refstate")]
+    pub mb_policy: Option<PathBuf>,
+    /// Sent as `mb_policy_name` (upstream: the name of a measured-boot policy on the
+    /// verifier); adds PCRs 0-9 and 11-15 to the mask.
+    #[arg(long, value_name = "NAME")]
+    pub mb_policy_name: Option<String>,
     /// CA certificates the agent's EK certificate must chain to.
     #[arg(long, env = "VOUCH_EK_CA_DIR", default_value = "/etc/vouch/ek-ca")]
     pub ek_ca_dir: PathBuf,
@@ -84,9 +102,9 @@ pub struct AddArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
-    /// Enrol an agent: check its TPM identity, deliver U + payload, hand V to the verifier,
-    /// check the agent derived the bootstrap key.
-    Add(AddArgs),
+    /// Enrol an agent: check its TPM identity, deliver U + payload, hand V and the policies
+    /// (PCR, runtime, measured boot) to the verifier, check the agent derived the bootstrap key.
+    Add(Box<AddArgs>),
     /// The verifier's status of an agent.
     Status(WithId),
     /// Agents the verifier attests.
@@ -194,7 +212,16 @@ pub async fn run_async(cmd: AgentCommand) -> anyhow::Result<()> {
 
 /// Parse and load everything `add` needs before any network call.
 pub fn add_options(a: &AddArgs) -> anyhow::Result<AddOptions> {
-    let tpm_policy = TpmPolicy::parse(&a.tpm_policy)?;
+    let policies = Policies::new(
+        TpmPolicy::parse(&a.tpm_policy)?,
+        a.runtime_policy
+            .as_deref()
+            .map(|p| RuntimePolicyFile::load(p, "--runtime-policy"))
+            .transpose()?,
+        a.runtime_policy_name.clone(),
+        a.mb_policy.as_deref().map(MbPolicyFile::load).transpose()?,
+        a.mb_policy_name.clone(),
+    )?;
     let ek_check = if a.skip_ek_cert_check {
         EkCheck::Skip
     } else {
@@ -229,7 +256,7 @@ pub fn add_options(a: &AddArgs) -> anyhow::Result<AddOptions> {
         ip: a.ip.clone(),
         port: a.port,
         payload,
-        tpm_policy,
+        policies,
         ek_check,
         verify_timeout: Duration::from_secs(a.verify_timeout),
     })
@@ -268,6 +295,10 @@ mod tests {
             cert,
             include,
             tpm_policy: "{}".into(),
+            runtime_policy: None,
+            runtime_policy_name: None,
+            mb_policy: None,
+            mb_policy_name: None,
             ek_ca_dir: PathBuf::new(),
             skip_ek_cert_check: true,
             verify_timeout: 1,
@@ -300,5 +331,44 @@ mod tests {
             payload.description
         );
         assert_eq!(payload.cert.unwrap().serial, 2);
+    }
+
+    #[test]
+    fn policy_flags_parse_and_a_bad_file_stops_before_a_cert_is_issued() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from([
+            "vouch",
+            "agent",
+            "add",
+            "-u",
+            "node-1",
+            "--runtime-policy",
+            "rt.json",
+            "--runtime-policy-name",
+            "prod",
+            "--mb_refstate",
+            "refstate.json",
+            "--mb-policy-name",
+            "boot",
+        ])
+        .unwrap();
+        let crate::Command::Agent(AgentCommand::Add(a)) = cli.command else {
+            panic!("not agent add");
+        };
+        assert_eq!(a.runtime_policy, Some(PathBuf::from("rt.json")));
+        assert_eq!(a.runtime_policy_name.as_deref(), Some("prod"));
+        assert_eq!(a.mb_policy, Some(PathBuf::from("refstate.json")));
+        assert_eq!(a.mb_policy_name.as_deref(), Some("boot"));
+
+        let d = tempfile::tempdir().unwrap();
+        let ca = d.path().join("ca");
+        vouch_tls::software_ca::SoftwareCa::init(&ca, "Test CA", &Default::default()).unwrap();
+        let bad = d.path().join("rt.json");
+        std::fs::write(&bad, "{not json").unwrap();
+        let mut a = args(None, Some(ca.clone()), None);
+        a.runtime_policy = Some(bad);
+        let e = add_options(&a).unwrap_err().to_string();
+        assert!(e.starts_with("--runtime-policy "), "{e}");
+        assert!(!ca.join("node-1-cert.crt").exists(), "nothing issued");
     }
 }

@@ -3,9 +3,10 @@
 //! hand to `keylime_tenant --runtime-policy`, `vouch agent add` or the verifier's
 //! `/allowlists/{name}`.
 
+use crate::tenant::RuntimePolicyFile;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use vouch_core::ima::{LogImport, PolicyBuilder, RuntimePolicy};
 
 #[derive(Debug, Subcommand)]
@@ -111,18 +112,9 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check(file: &PathBuf) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let policy = RuntimePolicy::from_json(&text).with_context(|| file.display().to_string())?;
-    vouch_core::ima::CompiledPolicy::from_json(&text)
-        .with_context(|| file.display().to_string())?;
-    println!(
-        "{}: ok — {} path(s) with digests, {} exclude(s), {} keyring(s)",
-        file.display(),
-        policy.digests.len(),
-        policy.excludes.len(),
-        policy.keyrings.len()
-    );
+/// The same loading `vouch agent add --runtime-policy` does.
+fn check(file: &Path) -> anyhow::Result<()> {
+    let policy = RuntimePolicyFile::load(file, "runtime policy")?;
+    println!("{}: ok — {}", file.display(), policy.summary());
     Ok(())
 }

@@ -1,17 +1,22 @@
 //! `vouch agent add` against real parts: vouch-registrar (mTLS), vouch-agent on swtpm. The
 //! verifier's part (V to the agent) is played by the test where no verifier runs. Attacks:
 //! an agent with another AK, a replayed quote, an EK certificate that does not chain — each
-//! refused before anything reaches the agent.
+//! refused before anything reaches the agent. And the verifier's add body with runtime and
+//! measured-boot policies (the measured-boot part is not yet accepted by vouch-verifier).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod tenant_env;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use std::time::Duration;
 use tenant_env::*;
-use vouch_cli::tenant::{AddOptions, EkCheck, Payload, Progress, TenantError};
+use vouch_cli::tenant::{
+    AddOptions, EkCheck, MbPolicyFile, Payload, Policies, Progress, RuntimePolicyFile, TenantError,
+};
 use vouch_core::api::registrar::AgentId;
-use vouch_core::api::verifier::TpmPolicy;
+use vouch_core::api::verifier::{AddAgentRequest, TpmPolicy};
 use vouch_core::ekcert::EkCaStore;
 use vouch_core::keylime::encrypt_share_to_nk;
 use vouch_testkit::Swtpm;
@@ -25,7 +30,7 @@ fn options(env: &Env, id: &str, ip: Option<String>, port: Option<u16>) -> AddOpt
         ip,
         port,
         payload: None,
-        tpm_policy: TpmPolicy::parse("{}").unwrap(),
+        policies: Policies::pcrs_only(TpmPolicy::parse("{}").unwrap()),
         ek_check: EkCheck::Store(EkCaStore::from_dir(env.swtpm.ca_dir()).unwrap()),
         verify_timeout: Duration::from_secs(20),
     }
@@ -188,4 +193,54 @@ async fn unknown_agent_names_the_registrar_answer() {
     let text = e.to_string();
     assert!(text.contains("registrar answered 404"), "{text}");
     assert!(text.contains("nobody"), "{text}");
+}
+
+#[tokio::test]
+async fn verifier_body_carries_the_runtime_and_measured_boot_policies() {
+    let env = Env::start().await;
+    let _agent = env.agent(None, ID).await;
+    let tenant = env.tenant();
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt_path = dir.path().join("runtime.json");
+    std::fs::write(&rt_path, bash_only_runtime_policy()).unwrap();
+    let mb_path = dir.path().join("refstate.json");
+    std::fs::write(
+        &mb_path,
+        "{\n  \"kernels\": [],\n  \"has_secureboot\": false\n}\n",
+    )
+    .unwrap();
+    let mut opts = options(&env, ID, None, None);
+    opts.policies = Policies::new(
+        TpmPolicy::parse(r#"{"mask": "0x800000"}"#).unwrap(),
+        Some(RuntimePolicyFile::load(&rt_path, "--runtime-policy").unwrap()),
+        Some("prod".into()),
+        Some(MbPolicyFile::load(&mb_path).unwrap()),
+        Some("boot".into()),
+    )
+    .unwrap();
+
+    let d = tenant
+        .deliver_to_agent(&opts, &mut Progress::log())
+        .await
+        .unwrap();
+    let body = serde_json::to_value(tenant.verifier_request(&d, &opts.policies)).unwrap();
+    assert_eq!(body["tpm_policy"], r#"{"mask":"0x80ffff"}"#);
+    assert_eq!(
+        B64.decode(body["runtime_policy"].as_str().unwrap())
+            .unwrap(),
+        std::fs::read(&rt_path).unwrap(),
+        "the file's bytes, base64"
+    );
+    assert_eq!(body["runtime_policy_name"], "prod");
+    assert_eq!(body["runtime_policy_key"], "");
+    assert_eq!(
+        body["mb_policy"], r#"{"has_secureboot": false, "kernels": []}"#,
+        "json.dumps of the refstate"
+    );
+    assert_eq!(body["mb_policy_name"], "boot");
+    assert_eq!(body["ak_tpm"], d.record.aik_tpm);
+    // The verifier's own type reads it back.
+    let back: AddAgentRequest = serde_json::from_value(body).unwrap();
+    assert_eq!(back.v, Some(d.v.to_base64()));
 }

@@ -7,30 +7,10 @@
 
 mod tenant_env;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
 use tenant_env::*;
 use vouch_core::api::registrar::AgentId;
-use vouch_verifier::{Config as VerifierConfig, Verifier};
 
 const ID: &str = "d432fbb3-d2f1-4a97-9ef7-75bd81c00042";
-
-async fn vouch(env: &Env, verifier: &str, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vouch"));
-    cmd.args(args)
-        .env("VOUCH_REGISTRAR", env.registrar_endpoint())
-        .env("VOUCH_VERIFIER", verifier)
-        .env("VOUCH_TLS_DIR", env.tls.path())
-        .env("VOUCH_EK_CA_DIR", env.swtpm.ca_dir());
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_over_agent_mtls_end_to_end() {
@@ -44,17 +24,8 @@ async fn add_over_agent_mtls_end_to_end() {
         .unwrap();
     assert_eq!(record.mtls_cert.as_deref(), Some(cert.as_str()));
 
-    let vstate = tempfile::tempdir().unwrap();
-    let verifier = Verifier::start(&VerifierConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls_dir: env.tls.path().to_path_buf(),
-        state_dir: vstate.path().to_path_buf(),
-        quote_interval: 0.5,
-        ..VerifierConfig::default()
-    })
-    .await
-    .unwrap();
-    let v = verifier.local_addr().to_string();
+    let verifier = env.verifier().await;
+    let v = verifier.endpoint();
 
     let payload = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -63,32 +34,25 @@ async fn add_over_agent_mtls_end_to_end() {
     )
     .unwrap();
     std::fs::write(payload.path().join("data.txt"), "payload for the node").unwrap();
-    let (ok, out, err) = vouch(
-        &env,
+    let at = format!("agent {ID} at https://");
+    env.add_agent(
         &v,
+        ID,
         &[
-            "agent",
-            "add",
-            "--uuid",
-            ID,
             "--payload",
             payload.path().to_str().unwrap(),
             "--tpm-policy",
             "{}",
         ],
+        &[
+            at.as_str(),
+            "identity quote verified",
+            "U delivered",
+            "proved it holds the bootstrap key",
+            "added",
+        ],
     )
     .await;
-    assert!(ok, "add failed:\n{out}\n{err}");
-    let at = format!("agent {ID} at https://");
-    for want in [
-        at.as_str(),
-        "identity quote verified",
-        "U delivered",
-        "proved it holds the bootstrap key",
-        "added",
-    ] {
-        assert!(out.contains(want), "no {want:?} in:\n{out}");
-    }
     let unzipped = agent.secure().join("unzipped");
     assert_eq!(
         wait_for_file(&unzipped.join("data.txt")).await,
@@ -98,19 +62,7 @@ async fn add_over_agent_mtls_end_to_end() {
     assert_eq!(wait_for_file(&unzipped.join("marker")).await, b"ran\n");
 
     // The verifier polls it over mTLS.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (ok, out, err) = vouch(&env, &v, &["agent", "status", "--uuid", ID]).await;
-        assert!(ok, "{err}");
-        let s: serde_json::Value = serde_json::from_str(&out).unwrap();
-        if s[ID]["operational_state"] == "Get Quote"
-            && s[ID]["attestation_count"].as_u64() > Some(1)
-        {
-            assert_eq!(s[ID]["attestation_status"], "PASS");
-            break;
-        }
-        assert!(Instant::now() < deadline, "not attesting: {out}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    verifier.shutdown().await.unwrap();
+    let s = env.wait_status(&v, ID, attesting).await;
+    assert_eq!(s["attestation_status"], "PASS");
+    verifier.verifier.shutdown().await.unwrap();
 }

@@ -4,30 +4,16 @@
 
 mod tenant_env;
 
-use std::process::Command;
 use tenant_env::*;
 
 const ID: &str = "d432fbb3-d2f1-4a97-9ef7-75bd81c00003";
 
 async fn vouch(env: &Env, args: &[&str]) -> (bool, String, String) {
-    vouch_with_tls(env, env.tls.path(), args).await
+    env.vouch("127.0.0.1:1", args).await
 }
 
-/// Run the `vouch` binary off the test's runtime thread: the registrar under test runs in this
-/// process and must keep serving while the child waits for it.
 async fn vouch_with_tls(env: &Env, tls: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vouch"));
-    cmd.args(args)
-        .env("VOUCH_REGISTRAR", env.registrar_endpoint())
-        .env("VOUCH_TLS_DIR", tls);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    env.vouch_with_tls("127.0.0.1:1", tls, args).await
 }
 
 #[tokio::test]

@@ -5,14 +5,16 @@
 //!    identity quote with a fresh nonce, verified with the registrar's AK, NK bound in PCR 16 →
 //!    `POST /keys/ukey` (U encrypted to the NK, auth_tag, payload). Nothing reaches the agent
 //!    before its quote checked out.
-//! 2. [`Tenant::add_to_verifier`]: `POST /agents/{id}` with V and the policy (§5.1), and
-//!    with a `--cert` payload the `revocation_key` and `metadata` upstream's `--cert` sends.
+//! 2. [`Tenant::add_to_verifier`]: `POST /agents/{id}` with V and the policies (§5.1; the
+//!    PCR, runtime and measured-boot policies of [`Policies`]), and with a `--cert` payload
+//!    the `revocation_key` and `metadata` upstream's `--cert` sends.
 //! 3. [`Tenant::verify_key`]: `/keys/verify` challenges until the agent, holding U and V,
 //!    answers `HMAC(K, challenge)` (bounded).
 
 use super::error::TenantError;
 use super::http::Service;
 use super::payload::{NodeCert, Payload};
+use super::policies::Policies;
 use super::progress::Progress;
 use super::Tenant;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -23,7 +25,7 @@ use vouch_core::api::agent::{QuoteResponse, UkeyRequest, VerifyResponse};
 use vouch_core::api::binding::{check_nk_binding, DATA_PCR};
 use vouch_core::api::quote_string::QuoteString;
 use vouch_core::api::registrar::{AgentId, AgentRecord};
-use vouch_core::api::verifier::{AddAgentRequest, PortField, TpmPolicy};
+use vouch_core::api::verifier::{AddAgentRequest, PortField};
 use vouch_core::api::version::{ApiVersion, AGENT_SUPPORTED_VERSIONS};
 use vouch_core::ekcert::{verify_ek_cert, EkCaStore};
 use vouch_core::keylime::{
@@ -56,7 +58,8 @@ pub struct AddOptions {
     pub ip: Option<String>,
     pub port: Option<u16>,
     pub payload: Option<Payload>,
-    pub tpm_policy: TpmPolicy,
+    /// PCR values and the runtime / measured-boot policies, mask derived as upstream.
+    pub policies: Policies,
     pub ek_check: EkCheck,
     /// Bound of the `/keys/verify` loop.
     pub verify_timeout: Duration,
@@ -85,7 +88,7 @@ impl Tenant {
     /// the agent, the verifier is told to stop (`PUT …/stop`, as `tenant.py:do_verify`).
     pub async fn add(&self, opts: &AddOptions, p: &mut Progress) -> Result<(), TenantError> {
         let d = self.deliver_to_agent(opts, p).await?;
-        self.add_to_verifier(&d, &opts.tpm_policy, p).await?;
+        self.add_to_verifier(&d, &opts.policies, p).await?;
         if let Err(e) = self.verify_key(&d, opts.verify_timeout, p).await {
             p.step(format!(
                 "key check failed; asking the verifier to stop polling {}",
@@ -265,13 +268,9 @@ impl Tenant {
         Ok(())
     }
 
-    /// `POST /v2.x/agents/{id}` on the verifier with V and the policy (§5.1), then one status read.
-    pub async fn add_to_verifier(
-        &self,
-        d: &Delivered,
-        policy: &TpmPolicy,
-        p: &mut Progress,
-    ) -> Result<(), TenantError> {
+    /// The verifier's add body (§5.1, `tenant.py:do_cvadd`): V, the agent's address and
+    /// identity from the registrar, the policies, and a `--cert` package's revocation data.
+    pub fn verifier_request(&self, d: &Delivered, policies: &Policies) -> AddAgentRequest {
         let (verifier_ip, verifier_port) = match reqwest::Url::parse(&self.verifier.base) {
             Ok(u) => (
                 u.host_str().map(str::to_owned),
@@ -279,18 +278,19 @@ impl Tenant {
             ),
             Err(_) => (None, None),
         };
-        let body = AddAgentRequest {
+        let f = policies.fields();
+        AddAgentRequest {
             v: Some(d.v.to_base64()),
             cloudagent_ip: d.ip.clone(),
             cloudagent_port: PortField(d.port),
             verifier_ip,
             verifier_port,
-            tpm_policy: policy.to_json(),
-            runtime_policy: String::new(),
-            runtime_policy_name: String::new(),
-            runtime_policy_key: String::new(),
-            mb_policy: None,
-            mb_policy_name: String::new(),
+            tpm_policy: f.tpm_policy,
+            runtime_policy: f.runtime_policy,
+            runtime_policy_name: f.runtime_policy_name,
+            runtime_policy_key: f.runtime_policy_key,
+            mb_policy: f.mb_policy,
+            mb_policy_name: f.mb_policy_name,
             ima_sign_verification_keys: String::new(),
             // Upstream `--cert`: the certificate to revoke and the key notices are signed with.
             metadata: d
@@ -308,7 +308,18 @@ impl Tenant {
             ak_tpm: d.record.aik_tpm.clone(),
             mtls_cert: d.record.mtls_cert.clone(),
             supported_version: Some(d.agent_version),
-        };
+        }
+    }
+
+    /// `POST /v2.x/agents/{id}` on the verifier with [`Self::verifier_request`], then one
+    /// status read.
+    pub async fn add_to_verifier(
+        &self,
+        d: &Delivered,
+        policies: &Policies,
+        p: &mut Progress,
+    ) -> Result<(), TenantError> {
+        let body = self.verifier_request(d, policies);
         let prefix = self
             .verifier
             .negotiate(&vouch_core::api::version::SERVER_SERVED_VERSIONS)
@@ -325,6 +336,9 @@ impl Tenant {
             "verifier {}: agent {} added with V and tpm_policy {}",
             self.verifier.base, d.agent_id, body.tpm_policy
         ));
+        for line in policies.describe() {
+            p.step(line);
+        }
         if let Some(c) = &d.cert {
             p.step(format!(
                 "verifier holds the RevocationNotifier key and metadata {} (certificate {} is \

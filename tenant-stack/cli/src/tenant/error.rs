@@ -2,6 +2,7 @@
 
 use super::http::HttpError;
 use super::payload::PayloadError;
+use super::policies::PolicyFileError;
 use thiserror::Error;
 use vouch_core::api::binding::BindingError;
 use vouch_core::api::quote_string::QuoteStringError;
@@ -21,6 +22,8 @@ pub enum TenantError {
     Policy(#[from] TpmPolicyError),
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    #[error(transparent)]
+    PolicyFile(#[from] PolicyFileError),
     #[error("TLS directory {dir}: {cause} (create it with `vouch certs init --dir {dir}`, or set --tls-dir / VOUCH_TLS_DIR)")]
     Tls { dir: String, cause: String },
     #[error("EK CA directory {dir}: {cause} (or pass --skip-ek-cert-check to trust the registrar's check)")]

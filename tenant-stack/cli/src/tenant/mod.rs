@@ -1,6 +1,6 @@
 //! The keylime tenant (wire doc §6): reads agents from the registrar, checks their TPM
 //! identity, delivers the bootstrap key share U and the payload to the agent, hands V and the
-//! policy to the verifier, and proves the agent got the key. Also the registrar and verifier
+//! policies (PCR, runtime, measured boot) to the verifier, and proves the agent got the key. Also the registrar and verifier
 //! admin calls (`status`, `list`, `delete`, `reactivate`, `regstatus`, `reglist`).
 //!
 //! Registrar and verifier are reached over mTLS with the TLS directory's client certificate
@@ -11,11 +11,13 @@ pub mod add;
 pub mod error;
 pub mod http;
 pub mod payload;
+pub mod policies;
 pub mod progress;
 
 pub use add::{AddOptions, Delivered, EkCheck};
 pub use error::TenantError;
 pub use payload::{NodeCert, Payload};
+pub use policies::{MbPolicyFile, Policies, PolicyFields, PolicyFileError, RuntimePolicyFile};
 pub use progress::Progress;
 
 use http::{base_url, Service};

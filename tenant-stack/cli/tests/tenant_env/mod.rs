@@ -1,5 +1,6 @@
 //! Shared by the `tenant_*` tests: a real swtpm, vouch-registrar in-process with its mTLS
-//! listener, vouch-agents in-process, and a recording proxy to play a hostile network.
+//! listener, vouch-agents and vouch-verifiers in-process, the `vouch` binary pointed at them,
+//! and a recording proxy to play a hostile network.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,7 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use vouch_agent::config::AgentConfig;
 use vouch_agent::RunningAgent;
@@ -17,6 +20,7 @@ use vouch_cli::tenant::{Tenant, TenantConfig};
 use vouch_registrar::{Config, Registrar};
 use vouch_testkit::Swtpm;
 use vouch_tls::{default_server_names, Ca};
+use vouch_verifier::{Config as VerifierConfig, Verifier};
 
 pub struct Env {
     pub swtpm: Swtpm,
@@ -67,6 +71,93 @@ impl Env {
         Tenant::new(&self.tenant_config("127.0.0.1:1")).unwrap()
     }
 
+    /// An in-process vouch-verifier with the env's TLS directory, quoting every 0.5 s.
+    pub async fn verifier(&self) -> TestVerifier {
+        let state = tempfile::tempdir().unwrap();
+        let verifier = Verifier::start(&VerifierConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls_dir: self.tls.path().to_path_buf(),
+            state_dir: state.path().to_path_buf(),
+            quote_interval: 0.5,
+            ..VerifierConfig::default()
+        })
+        .await
+        .unwrap();
+        TestVerifier { verifier, state }
+    }
+
+    /// Run the `vouch` binary with this env's registrar, TLS directory and EK CAs and the
+    /// verifier at `verifier`: (success, stdout, stderr).
+    pub async fn vouch(&self, verifier: &str, args: &[&str]) -> (bool, String, String) {
+        self.vouch_with_tls(verifier, self.tls.path(), args).await
+    }
+
+    /// [`Env::vouch`] with another TLS directory. Off the test's runtime thread, since the
+    /// servers it talks to run in this process.
+    pub async fn vouch_with_tls(
+        &self,
+        verifier: &str,
+        tls: &Path,
+        args: &[&str],
+    ) -> (bool, String, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vouch"));
+        cmd.args(args)
+            .env("VOUCH_REGISTRAR", self.registrar_endpoint())
+            .env("VOUCH_VERIFIER", verifier)
+            .env("VOUCH_TLS_DIR", tls)
+            .env("VOUCH_EK_CA_DIR", self.swtpm.ca_dir());
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    /// `vouch agent add --uuid id FLAGS…`, which must succeed and print every line of `want`;
+    /// returns its output.
+    pub async fn add_agent(
+        &self,
+        verifier: &str,
+        id: &str,
+        flags: &[&str],
+        want: &[&str],
+    ) -> String {
+        let mut args = vec!["agent", "add", "--uuid", id];
+        args.extend_from_slice(flags);
+        let (ok, out, err) = self.vouch(verifier, &args).await;
+        assert!(ok, "add failed:\n{out}\n{err}");
+        eprintln!("{out}");
+        for w in want {
+            assert!(out.contains(w), "no {w:?} in:\n{out}");
+        }
+        out
+    }
+
+    /// `vouch agent status` of `id` until `done` holds for it (at most 30 s); returns it.
+    pub async fn wait_status(
+        &self,
+        verifier: &str,
+        id: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (ok, out, err) = self
+                .vouch(verifier, &["agent", "status", "--uuid", id])
+                .await;
+            assert!(ok, "{err}");
+            let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+            if done(&s[id]) {
+                return s[id].clone();
+            }
+            assert!(Instant::now() < deadline, "status never as expected: {out}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// An agent on `swtpm` (default: the env's), enrolled with the registrar.
     pub async fn agent(&self, swtpm: Option<&Swtpm>, uuid: &str) -> TestAgent {
         self.agent_with(swtpm, uuid, |_| {}).await
@@ -111,6 +202,18 @@ impl Env {
     }
 }
 
+pub struct TestVerifier {
+    pub verifier: Verifier,
+    pub state: TempDir,
+}
+
+impl TestVerifier {
+    /// `host:port`, for `VOUCH_VERIFIER`.
+    pub fn endpoint(&self) -> String {
+        self.verifier.local_addr().to_string()
+    }
+}
+
 pub struct TestAgent {
     pub agent: RunningAgent,
     pub state: TempDir,
@@ -123,6 +226,19 @@ impl TestAgent {
     pub fn secure(&self) -> PathBuf {
         self.state.path().join("secure")
     }
+}
+
+/// A runtime policy (upstream format) allowing only `/usr/bin/bash` with digest `abab…`.
+pub fn bash_only_runtime_policy() -> String {
+    let mut b = vouch_core::ima::PolicyBuilder::new();
+    b.add_digest("/usr/bin/bash", &"ab".repeat(32)).unwrap();
+    b.build(None).unwrap().to_json()
+}
+
+/// A `vouch agent status` entry of an agent the verifier attests: Get Quote, past its first
+/// quote.
+pub fn attesting(s: &serde_json::Value) -> bool {
+    s["operational_state"] == "Get Quote" && s["attestation_count"].as_u64() > Some(1)
 }
 
 /// Wait until `path` exists (payload deployment is asynchronous to the HTTP answer).
