@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Vouch's demo and tests need on Debian 12. Idempotent: does nothing that is done.
-#   - Debian packages: swtpm, tpm2-tools, the TSS libraries tss-esapi links against, a C toolchain
+#   - Debian packages: swtpm, tpm2-tools, the TSS libraries tss-esapi links against, a C toolchain,
+#     tpm2-abrmd and D-Bus (the demo shares each swtpm between its agent and the "kernel")
 #   - upstream keylime 7.14.3 from PyPI in a venv (the interop peer and benchmark baseline)
 # Env: VOUCH_KEYLIME_VENV (default /opt/vouch/keylime-venv).
 set -euo pipefail
 
 APT_PACKAGES=(
-  swtpm swtpm-tools tpm2-tools
+  swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus
   libtss2-dev pkg-config build-essential
   python3 python3-venv python3-gpg python3-cryptography openssl xxd
   ca-certificates curl

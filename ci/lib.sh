@@ -4,7 +4,8 @@
 #
 #   . ci/lib.sh
 #   lib_init bench-x        # log prefix; makes $work and $logs, installs the cleanup traps
-#   swtpm_up                # $tpm_port, $tpm_ctrl, VOUCH_TCTI, VOUCH_EK_CA_DIR
+#   swtpm_up [DIR]          # $tpm_port, $tpm_ctrl, VOUCH_TCTI, VOUCH_EK_CA_DIR (DIR under $work, default tpm)
+#   tabrmd_up NAME TCTI     # tpm2-abrmd in front of that TPM: $tabrmd_tcti (shared by many clients)
 #   vouch_control_plane "$bin" [VERIFIER_ENV=...]
 #
 # Globals the functions read: timeout (s, for wait_until), repo (the checkout); they keep
@@ -62,7 +63,8 @@ lib_cleanup() {
   unmount_all
   local name
   for name in "${!pids[@]}"; do stop_group "${pids[$name]}"; done
-  [ -f "$work/tpm/pid" ] && stop_group "$(cat "$work/tpm/pid")" 10
+  local tpm_pid
+  for tpm_pid in "$work"/tpm*/pid; do [ -f "$tpm_pid" ] && stop_group "$(cat "$tpm_pid")" 10; done
   if findmnt -rn -o TARGET | grep -qF "$work/"; then
     log "something is still mounted under $work; leaving it in place"
   else
@@ -134,12 +136,34 @@ pcr17_after() { # DATA: PCR 17 after swtpm_ioctl -h DATA (reset to zero, extende
 PCR17_FRESH=$(printf 'f%.0s' $(seq 64))
 
 # ---------------------------------------------------------------------------------------------
-swtpm_up() { # swtpm with an EK certificate in $work/tpm: exports VOUCH_TCTI, VOUCH_EK_CA_DIR
-  "$repo/ci/swtpm-up.sh" "$work/tpm" >"$work/tpm.env" || fail "swtpm did not start"
-  # shellcheck disable=SC1091
-  . "$work/tpm.env"
+swtpm_up() { # [DIR]: swtpm with an EK certificate in $work/DIR (default tpm; DIR must start with
+  # "tpm" so that cleanup finds its pid file): exports VOUCH_TCTI, VOUCH_EK_CA_DIR
+  local dir=${1:-tpm}
+  "$repo/ci/swtpm-up.sh" "$work/$dir" >"$work/$dir.env" || fail "swtpm did not start"
+  # shellcheck disable=SC1090
+  . "$work/$dir.env"
   tpm_port=${VOUCH_TCTI##*port=}
   tpm_ctrl=$((tpm_port + 1))
+}
+
+# A TPM serves one command connection at a time (swtpm, like /dev/tpm0). tpm2-abrmd, the TCG
+# access broker, owns that connection and lets several clients share the TPM, as /dev/tpmrm0
+# does for the kernel and user space: the agent quotes through it while the demo's "kernel"
+# extends PCRs through it. One session D-Bus per $work, one broker per TPM (its own bus name).
+dbus_up() {
+  [ -n "${pids[dbus]:-}" ] && return 0
+  export DBUS_SESSION_BUS_ADDRESS="unix:path=$work/dbus.sock"
+  start_daemon dbus "$work" -- dbus-daemon --session --nofork --nopidfile \
+    --address="$DBUS_SESSION_BUS_ADDRESS"
+  wait_until dbus "its socket" test -S "$work/dbus.sock"
+}
+tabrmd_up() { # NAME TCTI: sets tabrmd_tcti, the TCTI string for clients of this broker
+  local name=$1 tcti=$2
+  dbus_up
+  start_daemon "tabrmd-$name" "$work" -- tpm2-abrmd --allow-root --session \
+    --dbus-name="org.vouch.Tabrmd.$name" --tcti="$tcti"
+  tabrmd_tcti="tabrmd:bus_name=org.vouch.Tabrmd.$name,bus_type=session"
+  wait_until "tabrmd-$name" "a PCR read through it" tpm2_pcrread -T "$tabrmd_tcti" sha256:0
 }
 
 # vouch-registrar and vouch-verifier from BIN, TLS material in $vtls; extra verifier env
