@@ -6,7 +6,8 @@
 
 use crate::db::StoredAgent;
 use crate::error::ApiError;
-use crate::runtime_policy::PolicyChoice;
+use crate::mb_policy;
+use crate::named_policy::PolicyChoice;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::net::IpAddr;
@@ -30,22 +31,15 @@ pub const SIGN_ALGS: &[&str] = &["rsassa", "rsapss", "ecdsa", "ecdaa", "ecschnor
 /// V is a 32-byte share (`K, V` random 32 bytes, §4.5).
 pub const V_LEN: usize = 32;
 
-fn invalid(field: &'static str, why: impl Into<String>) -> ApiError {
-    ApiError::InvalidAgent {
-        field,
-        why: why.into(),
-    }
-}
-
 fn check_algs(field: &'static str, list: &[String], known: &[&str]) -> Result<(), ApiError> {
     if list.is_empty() {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             field,
             "empty list: no quote could ever be accepted",
         ));
     }
     if let Some(bad) = list.iter().find(|a| !known.contains(&a.as_str())) {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             field,
             format!("unknown algorithm {bad:?} (known: {})", known.join(", ")),
         ));
@@ -80,18 +74,30 @@ fn check_host(ip: &str) -> Result<(), ApiError> {
     if ip.parse::<IpAddr>().is_ok() || ok_name {
         Ok(())
     } else {
-        Err(invalid(
+        Err(ApiError::invalid(
             "cloudagent_ip",
             format!("{ip:?} is neither an IP address nor a host name"),
         ))
     }
 }
 
-/// Check the body and build the record to store (state START) and its runtime policy choice.
-pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<(StoredAgent, PolicyChoice), ApiError> {
+/// An add body that passed every check: the record to store (state START) and its policies.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub agent: StoredAgent,
+    pub runtime: PolicyChoice,
+    pub mb: PolicyChoice,
+}
+
+/// Check the body; measured-boot refstates are loaded with `mb_engine`.
+pub fn admit(
+    id: &AgentId,
+    req: AddAgentRequest,
+    mb_engine: mb_policy::Engine,
+) -> Result<Admitted, ApiError> {
     if let Some(v) = &req.v {
         let why = |e: String| {
-            invalid(
+            ApiError::invalid(
                 "v",
                 format!(
                     "{e} (V must be base64 of exactly {V_LEN} bytes, or null without a payload)"
@@ -106,24 +112,27 @@ pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<(StoredAgent, PolicyC
     }
     check_host(&req.cloudagent_ip)?;
     // Stored as the tenant's string, verbatim (status echoes it), once proven sane.
-    TpmPolicy::parse(&req.tpm_policy).map_err(|e| invalid("tpm_policy", e.to_string()))?;
-    let policy = crate::runtime_policy::choose(
+    let mask = TpmPolicy::parse(&req.tpm_policy)
+        .and_then(|p| p.mask_pcrs())
+        .map_err(|e| ApiError::invalid("tpm_policy", e.to_string()))?;
+    let runtime = crate::runtime_policy::choose(
         id.as_str(),
         &req.runtime_policy_name,
         &req.runtime_policy,
         &req.runtime_policy_key,
         &req.ima_sign_verification_keys,
     )?;
-    if req.mb_policy.as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(invalid(
-            "mb_policy",
-            "measured-boot policies are not supported by this verifier yet; send null",
-        ));
-    }
+    let mb = mb_policy::choose(
+        id.as_str(),
+        &req.mb_policy_name,
+        req.mb_policy.as_deref(),
+        mb_engine,
+        &mask,
+    )?;
     match serde_json::from_str::<serde_json::Value>(&req.metadata) {
         Ok(serde_json::Value::Object(_)) => {}
         _ => {
-            return Err(invalid(
+            return Err(ApiError::invalid(
                 "metadata",
                 format!(
                     "{:?} is not a JSON object string such as \"{{}}\"",
@@ -143,15 +152,16 @@ pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<(StoredAgent, PolicyC
         &req.accept_tpm_signing_algs,
         SIGN_ALGS,
     )?;
-    parse_ak(&req.ak_tpm).map_err(|why| invalid("ak_tpm", why))?;
+    parse_ak(&req.ak_tpm).map_err(|why| ApiError::invalid("ak_tpm", why))?;
     match req.mtls_cert.as_deref() {
         None | Some(MTLS_CERT_DISABLED) => {}
         Some(pem) if pem.trim_start().starts_with("-----BEGIN CERTIFICATE-----") => {
-            vouch_tls::roots_from_pem(pem, "mtls_cert")
-                .map_err(|e| invalid("mtls_cert", format!("not a usable certificate: {e}")))?;
+            vouch_tls::roots_from_pem(pem, "mtls_cert").map_err(|e| {
+                ApiError::invalid("mtls_cert", format!("not a usable certificate: {e}"))
+            })?;
         }
         Some(other) => {
-            return Err(invalid(
+            return Err(ApiError::invalid(
                 "mtls_cert",
                 format!(
                     "expected a PEM certificate, \"disabled\" or null, got {:?}",
@@ -162,7 +172,7 @@ pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<(StoredAgent, PolicyC
     }
     if let Some(v) = req.supported_version {
         if !AGENT_SUPPORTED_VERSIONS.contains(&v) {
-            return Err(invalid(
+            return Err(ApiError::invalid(
                 "supported_version",
                 format!(
                     "agent API {v} is not one this verifier speaks ({})",
@@ -204,9 +214,10 @@ pub fn admit(id: &AgentId, req: AddAgentRequest) -> Result<(StoredAgent, PolicyC
         severity_level: None,
         last_event_id: None,
         failure_reason: None,
-        runtime_policy_name: policy.name().map(str::to_owned),
+        runtime_policy_name: runtime.name().map(str::to_owned),
         ima_sign_verification_keys: req.ima_sign_verification_keys,
         ima_state: None,
+        mb_policy_name: mb.name().map(str::to_owned),
     };
-    Ok((agent, policy))
+    Ok(Admitted { agent, runtime, mb })
 }

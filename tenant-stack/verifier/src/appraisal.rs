@@ -7,6 +7,7 @@
 
 use crate::admission::parse_ak;
 use crate::db::{StoredAgent, TpmClock};
+use std::collections::BTreeSet;
 use std::fmt;
 use vouch_core::api::agent::QuoteResponse;
 use vouch_core::api::binding::{check_nk_binding, BindingError, DATA_PCR};
@@ -14,7 +15,7 @@ use vouch_core::api::quote_string::QuoteString;
 use vouch_core::api::verifier::TpmPolicy;
 use vouch_core::keys::VerifyingKey;
 use vouch_core::quote::QuoteError;
-use vouch_core::tpm::HashAlg;
+use vouch_core::tpm::{HashAlg, PcrValues};
 
 /// Upstream's severity label index for `emergency` (the shipped `severity_policy` maps every
 /// event to it, so every failure stops polling, §5.4).
@@ -54,9 +55,25 @@ pub struct GoodQuote {
     pub hash_alg: String,
     pub enc_alg: String,
     pub sign_alg: String,
-    /// The quote's bank and its (verified) PCR 10, when the quote covers PCR 10.
+    /// The quote's bank and the PCR values it signs (verified).
     pub bank: HashAlg,
-    pub pcr10: Option<Vec<u8>>,
+    pub pcrs: PcrValues,
+}
+
+impl GoodQuote {
+    /// The verified PCR `index` of the quote's bank, if quoted.
+    pub fn pcr(&self, index: u8) -> Option<&[u8]> {
+        self.pcrs.get(self.bank, index)
+    }
+
+    /// The indexes of the quote's bank that were quoted.
+    pub fn quoted(&self) -> BTreeSet<u8> {
+        self.pcrs
+            .iter()
+            .filter(|(h, _, _)| *h == self.bank)
+            .map(|(_, i, _)| i)
+            .collect()
+    }
 }
 
 /// `rsa` ≡ `rsa2048`, `ecc` ≡ `ecc256` (`common/algorithms.py:is_accepted`).
@@ -213,10 +230,7 @@ pub fn appraise(
         enc_alg: resp.enc_alg.clone(),
         sign_alg: resp.sign_alg.clone(),
         bank: hash,
-        pcr10: verified
-            .pcrs()
-            .get(hash, vouch_core::api::verifier::IMA_PCR)
-            .map(<[u8]>::to_vec),
+        pcrs: verified.pcrs().clone(),
     })
 }
 

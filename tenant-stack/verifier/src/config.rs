@@ -5,6 +5,7 @@
 //! `VOUCH_VERIFIER_CONFIG`. `verifier.example.toml` documents every key (a test loads it).
 //! Same approach as `vouch-registrar`'s `config.rs`.
 
+use crate::mb_policy::Engine;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser};
 use serde::Deserialize;
@@ -94,6 +95,12 @@ pub struct Config {
     /// and whose CRL is re-issued at once; empty = none. The node's certificate is found by
     /// the `cert_serial` the tenant put in the agent's metadata (as upstream's `--cert` does).
     pub revocation_ca_dir: PathBuf,
+    /// The engine that reads every agent's measured-boot refstate (upstream `[verifier]
+    /// measured_boot_policy_name`): `example` (upstream's refstate policy), `accept-all` (the
+    /// log must still replay to the quote, the refstate is not read) or `reject-all`.
+    /// Upstream defaults to `accept-all`, under which a tenant's refstate enforces nothing;
+    /// Vouch defaults to `example`, the only engine that reads it.
+    pub measured_boot_policy_name: String,
 }
 
 impl Default for Config {
@@ -117,6 +124,7 @@ impl Default for Config {
             enabled_revocation_notifications: vec!["agent".into(), "webhook".into()],
             webhook_url: String::new(),
             revocation_ca_dir: PathBuf::new(),
+            measured_boot_policy_name: Engine::DEFAULT.name().into(),
         }
     }
 }
@@ -151,6 +159,15 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.request_timeout)
+    }
+
+    /// The measured-boot policy engine (`measured_boot_policy_name`, checked by `validate`).
+    pub fn mb_engine(&self) -> Result<Engine, ConfigError> {
+        Engine::from_name(&self.measured_boot_policy_name).ok_or_else(|| ConfigError::Invalid {
+            key: "measured_boot_policy_name",
+            value: self.measured_boot_policy_name.clone(),
+            why: "must be \"example\", \"accept-all\" or \"reject-all\"",
+        })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -199,6 +216,7 @@ impl Config {
                 why: "must be at least 1",
             });
         }
+        self.mb_engine()?;
         if self.max_concurrent_quotes == 0 {
             return Err(ConfigError::Invalid {
                 key: "max_concurrent_quotes",
@@ -264,6 +282,8 @@ pub struct ConfigArgs {
     pub webhook_url: Option<String>,
     #[arg(long, env = "VOUCH_VERIFIER_REVOCATION_CA_DIR")]
     pub revocation_ca_dir: Option<PathBuf>,
+    #[arg(long, env = "VOUCH_VERIFIER_MEASURED_BOOT_POLICY_NAME")]
+    pub measured_boot_policy_name: Option<String>,
 }
 
 impl ConfigArgs {
@@ -303,6 +323,10 @@ impl ConfigArgs {
         );
         set(&mut c.webhook_url, &self.webhook_url);
         set(&mut c.revocation_ca_dir, &self.revocation_ca_dir);
+        set(
+            &mut c.measured_boot_policy_name,
+            &self.measured_boot_policy_name,
+        );
         c.validate()?;
         Ok(c)
     }
@@ -357,5 +381,23 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn measured_boot_engine_defaults_to_example_and_bad_names_are_refused() {
+        assert_eq!(Config::default().mb_engine().unwrap().name(), "example");
+        let c = Config::from_toml("measured_boot_policy_name = \"accept-all\"").unwrap();
+        assert_eq!(c.mb_engine().unwrap().name(), "accept-all");
+        let args = ConfigArgs::try_parse_from([
+            "vouch-verifier",
+            "--measured-boot-policy-name",
+            "acceptall",
+        ])
+        .unwrap();
+        let e = args.resolve().unwrap_err().to_string();
+        assert!(
+            e.starts_with("measured_boot_policy_name = acceptall: must be"),
+            "{e}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! where it was. Updates from the poller are conditional on `epoch`: tenant actions
 //! (reactivate, stop, delete) bump it, which turns any poll still in flight into a no-op.
 
+use crate::named_policy::PolicyKind;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use vouch_core::api::verifier::OperationalState;
@@ -59,6 +60,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE agents ADD COLUMN runtime_policy_name TEXT;
     ALTER TABLE agents ADD COLUMN ima_sign_verification_keys TEXT NOT NULL DEFAULT '';
     ALTER TABLE agents ADD COLUMN ima_state TEXT;",
+    // 3: measured-boot policies (refstates) by name, as upstream's `mbpolicies` table, and
+    // each agent's measured-boot policy name (NULL: none, the only value existing agents get).
+    "CREATE TABLE mb_policies (
+        name    TEXT PRIMARY KEY NOT NULL,
+        policy  TEXT NOT NULL,
+        created INTEGER NOT NULL
+    ) STRICT;
+    ALTER TABLE agents ADD COLUMN mb_policy_name TEXT;",
 ];
 
 /// Schema version this build creates and understands.
@@ -114,6 +123,9 @@ pub struct StoredAgent {
     pub ima_sign_verification_keys: String,
     /// JSON of the incremental IMA replay state; `None` = nothing accepted yet.
     pub ima_state: Option<String>,
+    /// The measured-boot policy (a row of `mb_policies`) the boot event log is judged by;
+    /// `None` = no measured-boot checking.
+    pub mb_policy_name: Option<String>,
 }
 
 pub use vouch_store::{Db, DbError};
@@ -128,7 +140,7 @@ const COLUMNS: &str = "agent_id, v, ip, port, tpm_policy, meta_data, accept_tpm_
     revocation_key, operational_state, epoch, public_key, v_delivered, hash_alg, enc_alg, \
     sign_alg, attestation_count, last_received_quote, last_successful_attestation, tpm_clock, \
     tpm_reset_count, tpm_restart_count, retry_count, severity_level, last_event_id, failure_reason, \
-    runtime_policy_name, ima_sign_verification_keys, ima_state";
+    runtime_policy_name, ima_sign_verification_keys, ima_state, mb_policy_name";
 
 fn corrupt(agent_id: &str, column: &'static str) -> DbError {
     DbError::Corrupt {
@@ -188,6 +200,7 @@ fn from_row(r: &Row<'_>) -> Result<StoredAgent, DbError> {
         runtime_policy_name: r.get(30)?,
         ima_sign_verification_keys: r.get(31)?,
         ima_state: r.get(32)?,
+        mb_policy_name: r.get(33)?,
         agent_id,
     })
 }
@@ -206,7 +219,7 @@ pub fn insert_agent(conn: &Connection, a: &StoredAgent) -> Result<bool, DbError>
         &format!(
             "INSERT OR IGNORE INTO agents ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
              ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, \
-             ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)"
+             ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)"
         ),
         params![
             a.agent_id,
@@ -242,6 +255,7 @@ pub fn insert_agent(conn: &Connection, a: &StoredAgent) -> Result<bool, DbError>
             a.runtime_policy_name,
             a.ima_sign_verification_keys,
             a.ima_state,
+            a.mb_policy_name,
         ],
     )?;
     Ok(n == 1)
@@ -320,8 +334,13 @@ pub fn get_agent(conn: &Connection, agent_id: &str) -> Result<Option<StoredAgent
     }
 }
 
-/// Store runtime policy `name`; `false` (nothing written) if the name exists.
-pub fn insert_runtime_policy(conn: &Connection, name: &str, policy: &str) -> Result<bool, DbError> {
+/// Store policy `name` of `kind`; `false` (nothing written) if the name exists.
+pub fn insert_policy(
+    conn: &Connection,
+    kind: PolicyKind,
+    name: &str,
+    policy: &str,
+) -> Result<bool, DbError> {
     let now = i64_of(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -329,23 +348,38 @@ pub fn insert_runtime_policy(conn: &Connection, name: &str, policy: &str) -> Res
             .unwrap_or(0),
     );
     let n = conn.execute(
-        "INSERT OR IGNORE INTO runtime_policies (name, policy, created) VALUES (?1, ?2, ?3)",
+        &format!(
+            "INSERT OR IGNORE INTO {} (name, policy, created) VALUES (?1, ?2, ?3)",
+            kind.table()
+        ),
         params![name, policy, now],
     )?;
     Ok(n == 1)
 }
 
-/// Replace runtime policy `name`; `false` if there is none of that name.
-pub fn update_runtime_policy(conn: &Connection, name: &str, policy: &str) -> Result<bool, DbError> {
+/// Replace policy `name` of `kind`; `false` if there is none of that name.
+pub fn update_policy(
+    conn: &Connection,
+    kind: PolicyKind,
+    name: &str,
+    policy: &str,
+) -> Result<bool, DbError> {
     let n = conn.execute(
-        "UPDATE runtime_policies SET policy = ?2 WHERE name = ?1",
+        &format!("UPDATE {} SET policy = ?2 WHERE name = ?1", kind.table()),
         params![name, policy],
     )?;
     Ok(n == 1)
 }
 
-pub fn get_runtime_policy(conn: &Connection, name: &str) -> Result<Option<String>, DbError> {
-    let mut stmt = conn.prepare_cached("SELECT policy FROM runtime_policies WHERE name = ?1")?;
+pub fn get_policy(
+    conn: &Connection,
+    kind: PolicyKind,
+    name: &str,
+) -> Result<Option<String>, DbError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT policy FROM {} WHERE name = ?1",
+        kind.table()
+    ))?;
     let mut rows = stmt.query([name])?;
     match rows.next()? {
         Some(r) => Ok(Some(r.get(0)?)),
@@ -353,13 +387,14 @@ pub fn get_runtime_policy(conn: &Connection, name: &str) -> Result<Option<String
     }
 }
 
-pub fn list_runtime_policies(conn: &Connection) -> Result<Vec<String>, DbError> {
-    let mut stmt = conn.prepare_cached("SELECT name FROM runtime_policies ORDER BY name")?;
+pub fn list_policies(conn: &Connection, kind: PolicyKind) -> Result<Vec<String>, DbError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT name FROM {} ORDER BY name", kind.table()))?;
     let names = stmt.query_map([], |r| r.get(0))?;
     Ok(names.collect::<Result<Vec<String>, _>>()?)
 }
 
-/// What deleting runtime policy `name` did.
+/// What deleting a policy did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyDelete {
     Deleted,
@@ -368,10 +403,17 @@ pub enum PolicyDelete {
     InUse(String),
 }
 
-pub fn delete_runtime_policy(conn: &Connection, name: &str) -> Result<PolicyDelete, DbError> {
+pub fn delete_policy(
+    conn: &Connection,
+    kind: PolicyKind,
+    name: &str,
+) -> Result<PolicyDelete, DbError> {
     let user: Option<String> = conn
         .query_row(
-            "SELECT agent_id FROM agents WHERE runtime_policy_name = ?1 LIMIT 1",
+            &format!(
+                "SELECT agent_id FROM agents WHERE {} = ?1 LIMIT 1",
+                kind.agent_column()
+            ),
             [name],
             |r| r.get(0),
         )
@@ -379,7 +421,10 @@ pub fn delete_runtime_policy(conn: &Connection, name: &str) -> Result<PolicyDele
     if let Some(agent) = user {
         return Ok(PolicyDelete::InUse(agent));
     }
-    let n = conn.execute("DELETE FROM runtime_policies WHERE name = ?1", [name])?;
+    let n = conn.execute(
+        &format!("DELETE FROM {} WHERE name = ?1", kind.table()),
+        [name],
+    )?;
     Ok(if n == 1 {
         PolicyDelete::Deleted
     } else {
@@ -449,6 +494,7 @@ mod tests {
             runtime_policy_name: None,
             ima_sign_verification_keys: String::new(),
             ima_state: None,
+            mb_policy_name: None,
         }
     }
 
@@ -496,5 +542,84 @@ mod tests {
         );
         assert!(db.call(|c| delete_agent(c, "a")).await.unwrap());
         assert!(db.call(|c| get_agent(c, "a")).await.unwrap().is_none());
+    }
+
+    /// A database written by the previous release (schema 2, an agent with a runtime policy)
+    /// opens under schema 3: the agent and its policy are intact, it has no measured-boot
+    /// policy, and measured-boot policies can be stored and referenced.
+    #[tokio::test]
+    async fn schema_2_databases_migrate_to_measured_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.sqlite3");
+        let old = Db::open(&path, "old", &MIGRATIONS[..2]).unwrap();
+        old.call(|c| {
+            c.execute_batch(
+                "INSERT INTO runtime_policies (name, policy, created) VALUES ('rp', '{}', 1);
+                 INSERT INTO agents (agent_id, ip, port, tpm_policy, meta_data,
+                     accept_tpm_hash_algs, accept_tpm_encryption_algs, accept_tpm_signing_algs,
+                     ak_tpm, revocation_key, operational_state, attestation_count,
+                     runtime_policy_name, ima_state)
+                 VALUES ('old-agent', '127.0.0.1', 9002, '{\"mask\": \"0x400\"}', '{}',
+                     '[\"sha256\"]', '[\"rsa\"]', '[\"rsassa\"]', 'AAAA', '', 3, 42,
+                     'rp', '{}');",
+            )
+            .map_err(DbError::from)
+        })
+        .await
+        .unwrap();
+        drop(old);
+
+        let db = open(&path).unwrap();
+        let got = db
+            .call(|c| get_agent(c, "old-agent"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.state, OperationalState::GetQuote);
+        assert_eq!(got.attestation_count, 42);
+        assert_eq!(got.runtime_policy_name.as_deref(), Some("rp"));
+        assert_eq!(got.ima_state.as_deref(), Some("{}"));
+        assert_eq!(got.mb_policy_name, None);
+        let version = db
+            .call(|c| vouch_store::schema_version(c).map_err(DbError::from))
+            .await
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(
+            db.call(|c| get_policy(c, PolicyKind::Runtime, "rp"))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("{}")
+        );
+        assert!(db
+            .call(|c| list_policies(c, PolicyKind::MeasuredBoot))
+            .await
+            .unwrap()
+            .is_empty());
+
+        // The new table and column work: a policy in use cannot be deleted.
+        assert!(db
+            .call(|c| insert_policy(c, PolicyKind::MeasuredBoot, "mb", "{}"))
+            .await
+            .unwrap());
+        let mut a = sample("new-agent");
+        a.mb_policy_name = Some("mb".into());
+        assert!(db.call(move |c| insert_agent(c, &a)).await.unwrap());
+        assert_eq!(
+            db.call(|c| delete_policy(c, PolicyKind::MeasuredBoot, "mb"))
+                .await
+                .unwrap(),
+            PolicyDelete::InUse("new-agent".into())
+        );
+        assert_eq!(
+            db.call(|c| get_agent(c, "new-agent"))
+                .await
+                .unwrap()
+                .unwrap()
+                .mb_policy_name
+                .as_deref(),
+            Some("mb")
+        );
     }
 }

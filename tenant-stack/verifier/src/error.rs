@@ -5,6 +5,7 @@
 //! (The `IntoResponse` rendering is the same as `vouch-registrar`'s `error.rs`.)
 
 use crate::db::DbError;
+use crate::named_policy::{PolicyKind, PolicyRefusal};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -28,16 +29,14 @@ pub enum ApiError {
     /// Upstream answers 404 with an empty body; ours carries the envelope.
     #[error("API version '{0}' is not served here (this verifier serves /v2 and /v2.0 to /v2.6)")]
     UnknownVersion(String),
-    /// Upstream: 409 "IMA policy with name {name} already exists. Please use a different name
-    /// or delete the allowlist from the verifier."
-    #[error("IMA policy with name {0} already exists. Please use a different name or delete the allowlist from the verifier.")]
-    PolicyExists(String),
-    /// Upstream: 404 "Could not find IMA policy with name {name}!"
-    #[error("Could not find IMA policy with name {0}!")]
-    PolicyNotFound(String),
-    /// Upstream: 409 "Can't delete allowlist as it's currently in use by agent {id}".
-    #[error("Can't delete allowlist as it's currently in use by agent {agent}")]
-    PolicyInUse { agent: String },
+    /// A named-policy refusal (`/allowlists`, `/mbpolicies`, or the add body), in upstream's
+    /// wording for that store and case (`named_policy.rs`).
+    #[error("{}", .refusal.message(*.kind, .name))]
+    Policy {
+        kind: PolicyKind,
+        name: String,
+        refusal: PolicyRefusal,
+    },
     #[error("No route for {method} {path}")]
     NoRoute { method: String, path: String },
     #[error("Internal error: {0}")]
@@ -47,15 +46,29 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A refused field of the add body.
+    pub fn invalid(field: &'static str, why: impl Into<String>) -> Self {
+        ApiError::InvalidAgent {
+            field,
+            why: why.into(),
+        }
+    }
+
+    pub fn policy(kind: PolicyKind, name: impl Into<String>, refusal: PolicyRefusal) -> Self {
+        ApiError::Policy {
+            kind,
+            name: name.into(),
+            refusal,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::InvalidAgent { .. } | ApiError::BadAgentId(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::Conflict(_) | ApiError::PolicyExists(_) | ApiError::PolicyInUse { .. } => {
-                StatusCode::CONFLICT
-            }
-            ApiError::PolicyNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Policy { kind, refusal, .. } => refusal.status(*kind),
             ApiError::NotFound(_) | ApiError::UnknownVersion(_) | ApiError::NoRoute { .. } => {
                 StatusCode::NOT_FOUND
             }

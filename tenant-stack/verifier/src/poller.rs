@@ -18,8 +18,10 @@
 //! - PROVIDE_V / PROVIDE_V_RETRY: encrypt V to the NK, `POST /keys/vkey`; the same retry rules.
 
 use crate::agent_client::{AgentClient, CallError};
-use crate::appraisal::{appraise, load_ak, Failure, SEVERITY_EMERGENCY};
+use crate::appraisal::{appraise, load_ak, Failure, GoodQuote, SEVERITY_EMERGENCY};
 use crate::db::{self, Db, DbError, StoredAgent};
+use crate::mb_check;
+use crate::mb_policy::Engine;
 use crate::runtime_check::{self, ImaVerdict};
 use crate::runtime_policy::PolicyCache;
 use crate::scheduler::{self, Scheduler};
@@ -29,15 +31,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
-use vouch_core::api::agent::{IntegrityQuoteQuery, VkeyRequest};
+use vouch_core::api::agent::{IntegrityQuoteQuery, QuoteResponse, VkeyRequest};
 use vouch_core::api::verifier::{OperationalState, TpmPolicy};
 use vouch_core::api::version::ApiVersion;
+use vouch_core::ima::ImaReplayState;
 use vouch_core::keylime::{encrypt_share_to_nk, Challenge, KeyShare};
 use vouch_core::keys::VerifyingKey;
 
-/// Timing knobs of the loop (from [`crate::Config`]).
+/// How the loop runs (from [`crate::Config`]).
 #[derive(Debug, Clone)]
 pub struct PollSettings {
+    /// Reads every measured-boot refstate (`measured_boot_policy_name`).
+    pub mb_engine: Engine,
     pub quote_interval: Duration,
     pub max_retries: u32,
     pub retry_interval: f64,
@@ -235,83 +240,123 @@ async fn get_quote(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>
         Err(e) => return call_failed(ctx, agent, OperationalState::GetQuoteRetry, e).await,
     };
     agent.last_received_quote = unix_now();
-    let appraisal = ctx
-        .ak(&agent)
-        .and_then(|ak| appraise(&agent, &ak, &nonce, &resp));
-    let appraisal = match appraisal {
-        Ok(good) if runtime_check::checks_ima(&policy) => {
-            let compiled = match runtime_check::policy_for(&ctx.db, &ctx.policies, &agent).await? {
-                Ok(p) => p,
-                Err(f) => return fail(ctx, agent, OperationalState::Failed, f).await,
-            };
-            match runtime_check::check(&ima_state, &compiled, &good, &resp) {
-                ImaVerdict::Accepted {
-                    state,
+    let judged = judge(ctx, &mut agent, &policy, &ima_state, &nonce, &resp).await?;
+    let good = match judged {
+        Judged::Good(good) => good,
+        Judged::Invalid(f) => return fail(ctx, agent, OperationalState::InvalidQuote, f).await,
+        Judged::Unjudgeable(f) => return fail(ctx, agent, OperationalState::Failed, f).await,
+        Judged::StartOver => return save(ctx, agent, Some(Duration::ZERO)).await,
+    };
+    agent.attestation_count += 1;
+    agent.last_successful_attestation = agent.last_received_quote;
+    agent.public_key = Some(good.nk_pem);
+    agent.hash_alg = good.hash_alg;
+    agent.enc_alg = good.enc_alg;
+    agent.sign_alg = good.sign_alg;
+    agent.tpm_clock = Some(good.clock);
+    agent.retry_count = 0;
+    agent.severity_level = None;
+    agent.last_event_id = None;
+    agent.failure_reason = None;
+    if good.nk_changed && agent.v_delivered {
+        tracing::warn!("the agent's NK changed; V will be delivered again");
+        agent.v_delivered = false;
+    }
+    if agent.v.is_some() && !agent.v_delivered {
+        agent.state = OperationalState::ProvideV;
+        tracing::info!(count = agent.attestation_count, "quote good; delivering V");
+        // Persist PROVIDE_V first: a restart before delivery resumes here.
+        if save(ctx, agent.clone(), Some(Duration::ZERO))
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        return provide_v(ctx, agent).await;
+    }
+    if agent.state != OperationalState::GetQuote {
+        tracing::info!(count = agent.attestation_count, "quote good; attesting");
+    } else {
+        tracing::debug!(count = agent.attestation_count, "quote good");
+    }
+    agent.state = OperationalState::GetQuote;
+    let next = ctx.settings.quote_interval;
+    save(ctx, agent, Some(next)).await
+}
+
+/// What appraising one quote response came to.
+enum Judged {
+    Good(GoodQuote),
+    /// The quote or its evidence is bad: INVALID_QUOTE.
+    Invalid(Failure),
+    /// The verifier cannot judge it (a stored policy it cannot apply): FAILED.
+    Unjudgeable(Failure),
+    /// IMA starts over from entry 0 (a new boot or bank): store the state, poll again now.
+    StartOver,
+}
+
+/// Appraise `resp` (the answer to `nonce`): the quote itself, then the measured-boot log,
+/// then IMA on top of `ima_state` (what was accepted before). Measured boot goes first
+/// because a log that replays to the quote also vouches for IMA's `boot_aggregate`.
+/// Updates `agent.ima_state`.
+async fn judge(
+    ctx: &Ctx,
+    agent: &mut StoredAgent,
+    policy: &TpmPolicy,
+    ima_state: &ImaReplayState,
+    nonce: &str,
+    resp: &QuoteResponse,
+) -> Result<Judged, DbError> {
+    let good = match ctx
+        .ak(agent)
+        .and_then(|ak| appraise(agent, &ak, nonce, resp))
+    {
+        Ok(good) => good,
+        Err(f) => return Ok(Judged::Invalid(f)),
+    };
+    let boot_aggregates = match mb_check::policy_for(&ctx.db, ctx.settings.mb_engine, agent).await?
+    {
+        Err(f) => return Ok(Judged::Unjudgeable(f)),
+        Ok(None) => Vec::new(),
+        Ok(Some(mb)) => match mb_check::check(&mb, &good, resp) {
+            Ok(aggregates) => aggregates,
+            Err(f) => return Ok(Judged::Invalid(f)),
+        },
+    };
+    if !runtime_check::checks_ima(policy) {
+        return Ok(Judged::Good(good));
+    }
+    let compiled = match runtime_check::policy_for(&ctx.db, &ctx.policies, agent).await? {
+        Ok(p) => p,
+        Err(f) => return Ok(Judged::Unjudgeable(f)),
+    };
+    Ok(
+        match runtime_check::check(ima_state, &compiled, &good, resp, &boot_aggregates) {
+            ImaVerdict::Accepted {
+                state,
+                received,
+                certified,
+            } => {
+                tracing::debug!(
                     received,
                     certified,
-                } => {
-                    tracing::debug!(
-                        received,
-                        certified,
-                        next = state.next_entry(),
-                        "IMA entries accepted"
-                    );
-                    agent.ima_state = serde_json::to_string(&state).ok();
-                    Ok(good)
-                }
-                ImaVerdict::StartOver(state, why) => {
-                    tracing::info!("{why}");
-                    agent.ima_state = serde_json::to_string(&state).ok();
-                    return save(ctx, agent, Some(Duration::ZERO)).await;
-                }
-                ImaVerdict::Failed(f, state) => {
-                    agent.ima_state = serde_json::to_string(&state).ok();
-                    Err(f)
-                }
+                    next = state.next_entry(),
+                    "IMA entries accepted"
+                );
+                agent.ima_state = serde_json::to_string(&state).ok();
+                Judged::Good(good)
             }
-        }
-        other => other,
-    };
-    match appraisal {
-        Err(f) => fail(ctx, agent, OperationalState::InvalidQuote, f).await,
-        Ok(good) => {
-            agent.attestation_count += 1;
-            agent.last_successful_attestation = agent.last_received_quote;
-            agent.public_key = Some(good.nk_pem);
-            agent.hash_alg = good.hash_alg;
-            agent.enc_alg = good.enc_alg;
-            agent.sign_alg = good.sign_alg;
-            agent.tpm_clock = Some(good.clock);
-            agent.retry_count = 0;
-            agent.severity_level = None;
-            agent.last_event_id = None;
-            agent.failure_reason = None;
-            if good.nk_changed && agent.v_delivered {
-                tracing::warn!("the agent's NK changed; V will be delivered again");
-                agent.v_delivered = false;
+            ImaVerdict::StartOver(state, why) => {
+                tracing::info!("{why}");
+                agent.ima_state = serde_json::to_string(&state).ok();
+                Judged::StartOver
             }
-            if agent.v.is_some() && !agent.v_delivered {
-                agent.state = OperationalState::ProvideV;
-                tracing::info!(count = agent.attestation_count, "quote good; delivering V");
-                // Persist PROVIDE_V first: a restart before delivery resumes here.
-                if save(ctx, agent.clone(), Some(Duration::ZERO))
-                    .await?
-                    .is_none()
-                {
-                    return Ok(None);
-                }
-                return provide_v(ctx, agent).await;
+            ImaVerdict::Failed(f, state) => {
+                agent.ima_state = serde_json::to_string(&state).ok();
+                Judged::Invalid(f)
             }
-            if agent.state != OperationalState::GetQuote {
-                tracing::info!(count = agent.attestation_count, "quote good; attesting");
-            } else {
-                tracing::debug!(count = agent.attestation_count, "quote good");
-            }
-            agent.state = OperationalState::GetQuote;
-            let next = ctx.settings.quote_interval;
-            save(ctx, agent, Some(next)).await
-        }
-    }
+        },
+    )
 }
 
 async fn provide_v(ctx: &Ctx, mut agent: StoredAgent) -> Result<Option<Duration>, DbError> {
@@ -447,6 +492,7 @@ mod tests {
             exponential_backoff: true,
             max_concurrent: 1,
             min_hint_gap: Duration::ZERO,
+            mb_engine: Engine::default(),
         };
         assert_eq!(s.retry_delay(1), Duration::from_secs(2));
         assert_eq!(s.retry_delay(4), Duration::from_secs(16));

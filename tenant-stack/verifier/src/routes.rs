@@ -4,9 +4,10 @@
 use crate::admission;
 use crate::db::{self, Db, StoredAgent};
 use crate::error::ApiError;
-use crate::policy_routes;
+use crate::mb_policy::Engine;
+use crate::named_policy::{self, AddOutcome, PolicyKind, PolicyRefusal};
+use crate::policy_routes::{self, MbPolicies, RuntimePolicies};
 use crate::poller::Poller;
-use crate::runtime_policy::{self, AddOutcome};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -41,6 +42,8 @@ pub struct AppState {
     pub poller: Poller,
     /// Compiled runtime policies, shared with the poller; dropped here when replaced/deleted.
     pub policies: Arc<crate::runtime_policy::PolicyCache>,
+    /// Reads measured-boot refstates (`measured_boot_policy_name`).
+    pub mb_engine: Engine,
     pub max_body_bytes: usize,
     pub info: Arc<VerifierInfo>,
 }
@@ -100,15 +103,8 @@ pub fn router(state: AppState) -> Router {
         .route("/{ver}/agents/{id}/", get(status).post(add).delete(delete))
         .route("/{ver}/agents/{id}/reactivate", put(reactivate))
         .route("/{ver}/agents/{id}/stop", put(stop))
-        .route("/{ver}/allowlists", get(policy_routes::list))
-        .route("/{ver}/allowlists/", get(policy_routes::list))
-        .route(
-            "/{ver}/allowlists/{name}",
-            get(policy_routes::show)
-                .post(policy_routes::create)
-                .put(policy_routes::update)
-                .delete(policy_routes::delete),
-        )
+        .merge(policy_routes::routes::<RuntimePolicies>())
+        .merge(policy_routes::routes::<MbPolicies>())
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
@@ -134,7 +130,9 @@ pub fn status_of(a: &StoredAgent, info: &VerifierInfo) -> AgentStatus {
         port: a.port,
         tpm_policy: a.tpm_policy.clone(),
         meta_data: a.meta_data.clone(),
-        has_mb_refstate: 0,
+        // Upstream: 1 when the agent's mb policy row holds a refstate (not null); Vouch stores
+        // a row only for a refstate, so any mb policy name means one.
+        has_mb_refstate: u8::from(a.mb_policy_name.is_some()),
         has_runtime_policy: u8::from(a.runtime_policy_name.is_some()),
         accept_tpm_hash_algs: a.accept_tpm_hash_algs.clone(),
         accept_tpm_encryption_algs: a.accept_tpm_encryption_algs.clone(),
@@ -166,17 +164,32 @@ async fn add(
     let span = tracing::info_span!("add", agent_id = %id);
     Ok(in_span(span, async move {
         let JsonBody(req) = body?;
-        let (agent, policy) = admission::admit(&id, req)?;
-        let stored = agent.clone();
+        let admitted = admission::admit(&id, req, state.mb_engine)?;
+        let agent = admitted.agent.clone();
         let outcome = state
             .db
-            .call(move |c| runtime_policy::insert_with_policy(c, &stored, &policy))
+            .call(move |c| {
+                named_policy::insert_with_policies(
+                    c,
+                    &admitted.agent,
+                    &[
+                        (PolicyKind::Runtime, &admitted.runtime),
+                        (PolicyKind::MeasuredBoot, &admitted.mb),
+                    ],
+                )
+            })
             .await?;
         match outcome {
             AddOutcome::Added => {}
             AddOutcome::AgentExists => return Err(ApiError::Conflict(id.to_string())),
-            AddOutcome::PolicyExists(name) => return Err(ApiError::PolicyExists(name)),
-            AddOutcome::PolicyMissing(name) => return Err(ApiError::PolicyNotFound(name)),
+            AddOutcome::PolicyExists(kind, name) => {
+                let by_agent_id = name == id.as_str();
+                let refusal = PolicyRefusal::ExistsOnAdd { by_agent_id };
+                return Err(ApiError::policy(kind, name, refusal));
+            }
+            AddOutcome::PolicyMissing(kind, name) => {
+                return Err(ApiError::policy(kind, name, PolicyRefusal::MissingOnAdd))
+            }
         }
         tracing::info!(ip = %agent.ip, port = agent.port, "agent added; polling starts");
         state

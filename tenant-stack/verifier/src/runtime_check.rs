@@ -8,6 +8,7 @@
 
 use crate::appraisal::{Failure, GoodQuote};
 use crate::db::{self, Db, DbError, StoredAgent};
+use crate::named_policy::PolicyKind;
 use crate::runtime_policy::PolicyCache;
 use std::sync::Arc;
 use vouch_core::api::agent::QuoteResponse;
@@ -62,7 +63,10 @@ pub async fn policy_for(
         return Ok(Ok(p));
     }
     let key = name.clone();
-    let Some(json) = db.call(move |c| db::get_runtime_policy(c, &key)).await? else {
+    let Some(json) = db
+        .call(move |c| db::get_policy(c, PolicyKind::Runtime, &key))
+        .await?
+    else {
         return Ok(Err(failure(
             "bad_policy",
             format!("runtime policy {name:?} was deleted from the verifier"),
@@ -78,19 +82,22 @@ fn failure(event: &str, reason: impl Into<String>) -> Failure {
 }
 
 /// Judge the IMA evidence of a quote that passed every other check, on top of `state` (what
-/// was accepted before) with the agent's compiled `policy`.
+/// was accepted before) with the agent's compiled `policy`. `boot_aggregates` (lowercase hex)
+/// are also allowed for the `boot_aggregate` entry: those of a measured-boot log that
+/// replayed to this quote (`mb_check.rs`), or none.
 pub fn check(
     state: &ImaReplayState,
     policy: &CompiledPolicy,
     good: &GoodQuote,
     resp: &QuoteResponse,
+    boot_aggregates: &[String],
 ) -> ImaVerdict {
     let boot = BootIdentity {
         reset_count: good.clock.reset_count,
         restart_count: good.clock.restart_count,
     };
     let fresh = ImaReplayState::new(boot);
-    let Some(pcr10) = good.pcr10.as_deref() else {
+    let Some(pcr10) = good.pcr(IMA_PCR) else {
         return ImaVerdict::Failed(
             Failure::new(
                 "pcr_validation.missing_pcrs",
@@ -114,7 +121,7 @@ pub fn check(
         log,
         bank: good.bank,
         quoted_pcr10: pcr10,
-        boot_aggregates: &[],
+        boot_aggregates,
         options: CheckOptions::default(),
     };
     match replay(state, &input, policy) {

@@ -1,66 +1,20 @@
-//! Runtime (IMA) policies: which one an added agent uses, the named-policy store behind
-//! upstream's `/allowlists/{name}` API, and the compiled-policy cache the poller uses.
-//!
-//! Upstream's rules for the add body (`cloud_verifier_tornado.py:AgentsHandler.post`):
-//! - no name, no policy: no runtime policy (upstream stores its empty policy under the agent's
-//!   id; Vouch stores nothing and judges with the empty policy if the mask has PCR 10);
-//! - name, no policy: the stored policy of that name (404 if there is none);
-//! - no name, policy: stored under the agent's id;
-//! - name and policy: stored under the name (409 if the name exists).
+//! Runtime (IMA) policies: which one an added agent uses (upstream's four cases, see
+//! [`PolicyChoice`]; with neither name nor policy upstream stores its empty policy under the
+//! agent's id, Vouch stores nothing and judges with the empty policy if the mask has PCR 10),
+//! how a policy sent to `/allowlists/{name}` is checked, and the compiled-policy cache the
+//! poller uses.
 //!
 //! Every stored policy was parsed and compiled first (regexes, keys, schema), so a poll never
 //! meets a policy it cannot apply. Signed policies (`runtime_policy_key`, DSSE) are refused
 //! rather than accepted unverified.
 
-use crate::db::{self, DbError};
 use crate::error::ApiError;
+use crate::named_policy::{check_name, PolicyChoice};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use vouch_core::ima::{CompiledPolicy, Keyring, RuntimePolicy};
-
-/// Which runtime policy an added agent gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PolicyChoice {
-    None,
-    Existing(String),
-    New { name: String, json: String },
-}
-
-impl PolicyChoice {
-    /// The name the agent row records.
-    pub fn name(&self) -> Option<&str> {
-        match self {
-            Self::None => None,
-            Self::Existing(n) | Self::New { name: n, .. } => Some(n),
-        }
-    }
-}
-
-fn invalid(field: &'static str, why: impl Into<String>) -> ApiError {
-    ApiError::InvalidAgent {
-        field,
-        why: why.into(),
-    }
-}
-
-/// A policy name: what upstream's URLs and the tenant accept.
-pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "policy name {name:?} must be 1-255 characters of A-Z a-z 0-9 - _ ."
-        ))
-    }
-}
 
 /// base64 of a runtime policy JSON (the wire form) → the JSON text, proven usable.
 pub fn decode(b64: &str) -> Result<String, String> {
@@ -86,71 +40,24 @@ pub fn choose(
     tenant_keys: &str,
 ) -> Result<PolicyChoice, ApiError> {
     if !policy_key.is_empty() {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "runtime_policy_key",
             "signed runtime policies are not supported by this verifier; send the policy unsigned (\"\")",
         ));
     }
     if !tenant_keys.is_empty() {
         Keyring::from_policy_json(tenant_keys)
-            .map_err(|e| invalid("ima_sign_verification_keys", e.to_string()))?;
+            .map_err(|e| ApiError::invalid("ima_sign_verification_keys", e.to_string()))?;
     }
     if !name.is_empty() {
-        check_name(name).map_err(|e| invalid("runtime_policy_name", e))?;
+        check_name(name).map_err(|e| ApiError::invalid("runtime_policy_name", e))?;
     }
     let json = if policy_b64.is_empty() {
         None
     } else {
-        Some(decode(policy_b64).map_err(|e| invalid("runtime_policy", e))?)
+        Some(decode(policy_b64).map_err(|e| ApiError::invalid("runtime_policy", e))?)
     };
-    Ok(match (name.is_empty(), json) {
-        (true, None) => PolicyChoice::None,
-        (false, None) => PolicyChoice::Existing(name.to_owned()),
-        (true, Some(json)) => PolicyChoice::New {
-            name: agent_id.to_owned(),
-            json,
-        },
-        (false, Some(json)) => PolicyChoice::New {
-            name: name.to_owned(),
-            json,
-        },
-    })
-}
-
-/// Outcome of storing an agent with its policy choice (one transaction).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AddOutcome {
-    Added,
-    AgentExists,
-    PolicyExists(String),
-    PolicyMissing(String),
-}
-
-/// Insert `agent` and, if new, its policy, atomically.
-pub fn insert_with_policy(
-    conn: &mut Connection,
-    agent: &db::StoredAgent,
-    choice: &PolicyChoice,
-) -> Result<AddOutcome, DbError> {
-    let tx = conn.transaction()?;
-    match choice {
-        PolicyChoice::None => {}
-        PolicyChoice::Existing(name) => {
-            if db::get_runtime_policy(&tx, name)?.is_none() {
-                return Ok(AddOutcome::PolicyMissing(name.clone()));
-            }
-        }
-        PolicyChoice::New { name, json } => {
-            if !db::insert_runtime_policy(&tx, name, json)? {
-                return Ok(AddOutcome::PolicyExists(name.clone()));
-            }
-        }
-    }
-    if !db::insert_agent(&tx, agent)? {
-        return Ok(AddOutcome::AgentExists);
-    }
-    tx.commit()?;
-    Ok(AddOutcome::Added)
+    Ok(PolicyChoice::from_body(agent_id, name, json))
 }
 
 /// Compiled policies, shared by every agent using the same one. Filled on first use; the

@@ -40,6 +40,8 @@ pub enum StartError {
     Client(reqwest::Error),
     #[error("revocation notifier: {0}")]
     Notifier(crate::revocation::NotifierError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 #[derive(Debug, Error)]
@@ -112,7 +114,9 @@ impl Verifier {
         };
         let client = AgentClient::with_identity(config.request_timeout(), identity)
             .map_err(StartError::Client)?;
+        let mb_engine = config.mb_engine().map_err(StartError::Config)?;
         let settings = PollSettings {
+            mb_engine,
             quote_interval: config.quote_interval(),
             max_retries: config.max_retries,
             retry_interval: config.retry_interval,
@@ -175,6 +179,7 @@ impl Verifier {
             db,
             poller,
             policies,
+            mb_engine,
             max_body_bytes: config.max_body_bytes,
             info: Arc::new(VerifierInfo {
                 verifier_id: config.verifier_id.clone(),

@@ -67,22 +67,17 @@ async fn post_hint(addr: SocketAddr, body: Vec<u8>) -> (u16, Value) {
     (code, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Polls every 600 s, with the hint listener on.
+fn hints_only(c: &mut vouch_verifier::Config) {
+    c.quote_interval = 600.0;
+    c.hint_listen = Some("127.0.0.1:0".parse().unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pcr_change_is_detected_by_hint_long_before_the_next_poll() {
-    let reg_state = tempdir();
-    let reg_tpm = vouch_testkit::Swtpm::start().unwrap();
-    let registrar = start_registrar(&reg_tpm, reg_state.path()).await;
-
-    let tls = tempdir();
-    make_tls(tls.path());
-    let state = tempdir();
+    let registrar = TestRegistrar::start().await;
     // A poll interval far beyond the test's patience: only a hint can detect the change.
-    let config = vouch_verifier::Config {
-        quote_interval: 600.0,
-        hint_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..verifier_config(tls.path(), state.path())
-    };
-    let v = TestVerifier::start(&config).await;
+    let v = TestVerifier::fresh(hints_only).await;
     let hints = v.verifier.hint_addr().unwrap();
     let (tap_url, captured) = start_tap(hints).await;
 
@@ -145,18 +140,8 @@ async fn a_pcr_change_is_detected_by_hint_long_before_the_next_poll() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_stale_unknown_and_malformed_hints_are_refused() {
-    let reg_state = tempdir();
-    let reg_tpm = vouch_testkit::Swtpm::start().unwrap();
-    let registrar = start_registrar(&reg_tpm, reg_state.path()).await;
-    let tls = tempdir();
-    make_tls(tls.path());
-    let state = tempdir();
-    let config = vouch_verifier::Config {
-        quote_interval: 600.0,
-        hint_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..verifier_config(tls.path(), state.path())
-    };
-    let v = TestVerifier::start(&config).await;
+    let registrar = TestRegistrar::start().await;
+    let v = TestVerifier::fresh(hints_only).await;
     let hints = v.verifier.hint_addr().unwrap();
     let a = TestAgent::start(&registrar, "hint-forged").await;
     let pcr17 = a.pcr(17).await;

@@ -73,9 +73,7 @@ fn add_body_ima(a: &TestAgent, runtime_policy: &str, name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ima_entries_are_replayed_incrementally_and_a_file_outside_the_policy_fails() {
-    let reg_state = tempdir();
-    let reg_tpm = vouch_testkit::Swtpm::start().unwrap();
-    let registrar = start_registrar(&reg_tpm, reg_state.path()).await;
+    let registrar = TestRegistrar::start().await;
     let (a, log_path, _dir) = start_agent(&registrar, "ima-e2e").await;
 
     // Boot: boot_aggregate and two programs, measured before the tenant adds the node.
@@ -91,10 +89,7 @@ async fn ima_entries_are_replayed_incrementally_and_a_file_outside_the_policy_fa
     }
     let policy = policy_b64(&log, &[("/usr/bin/allowed", b"allowed")]);
 
-    let tls = tempdir();
-    make_tls(tls.path());
-    let state = tempdir();
-    let v = TestVerifier::start(&verifier_config(tls.path(), state.path())).await;
+    let v = TestVerifier::fresh(|_| {}).await;
     let (code, resp) = v.add(&a.uuid, add_body_ima(&a, &policy, "")).await;
     assert_eq!(code, 200, "{resp}");
     let st = v
@@ -145,13 +140,8 @@ async fn ima_entries_are_replayed_incrementally_and_a_file_outside_the_policy_fa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn digest_mismatch_and_a_log_that_does_not_match_pcr_10_fail() {
-    let reg_state = tempdir();
-    let reg_tpm = vouch_testkit::Swtpm::start().unwrap();
-    let registrar = start_registrar(&reg_tpm, reg_state.path()).await;
-    let tls = tempdir();
-    make_tls(tls.path());
-    let state = tempdir();
-    let v = TestVerifier::start(&verifier_config(tls.path(), state.path())).await;
+    let registrar = TestRegistrar::start().await;
+    let v = TestVerifier::fresh(|_| {}).await;
 
     // (1) An allowed path with other content.
     let (a, log_path, _d1) = start_agent(&registrar, "ima-digest").await;
@@ -204,10 +194,7 @@ async fn digest_mismatch_and_a_log_that_does_not_match_pcr_10_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowlists_api_as_upstream_and_bad_policies_change_nothing() {
-    let tls = tempdir();
-    make_tls(tls.path());
-    let state = tempdir();
-    let v = TestVerifier::start(&verifier_config(tls.path(), state.path())).await;
+    let v = TestVerifier::fresh(|_| {}).await;
     let mut log = LogWriter::new();
     log.boot_aggregate(&[0x44; 32]);
     let good = policy_b64(&log, &[]);

@@ -62,6 +62,35 @@ pub fn verifier_config(tls: &Path, state: &Path) -> Config {
     }
 }
 
+/// A registrar that trusts the EK CA of its own swtpm (every test swtpm shares it), on a
+/// temporary state directory.
+pub struct TestRegistrar {
+    pub registrar: Registrar,
+    _swtpm: Swtpm,
+    _state: tempfile::TempDir,
+}
+
+impl TestRegistrar {
+    pub async fn start() -> TestRegistrar {
+        let state = tempdir();
+        let swtpm = Swtpm::start().unwrap();
+        let registrar = start_registrar(&swtpm, state.path()).await;
+        TestRegistrar {
+            registrar,
+            _swtpm: swtpm,
+            _state: state,
+        }
+    }
+}
+
+impl std::ops::Deref for TestRegistrar {
+    type Target = Registrar;
+
+    fn deref(&self) -> &Registrar {
+        &self.registrar
+    }
+}
+
 pub async fn start_registrar(swtpm: &Swtpm, state: &Path) -> Registrar {
     Registrar::start(&vouch_registrar::config::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -195,6 +224,8 @@ pub struct TestVerifier {
     pub verifier: Verifier,
     pub client: reqwest::Client,
     pub base: String,
+    /// TLS and state directories made by [`Self::fresh`].
+    _dirs: Vec<tempfile::TempDir>,
 }
 
 impl TestVerifier {
@@ -205,7 +236,21 @@ impl TestVerifier {
             verifier,
             client: tenant_client(&config.tls_dir),
             base,
+            _dirs: Vec::new(),
         }
+    }
+
+    /// A verifier with new TLS and state directories and [`verifier_config`] adjusted by
+    /// `tune`.
+    pub async fn fresh(tune: impl FnOnce(&mut Config)) -> TestVerifier {
+        let tls = tempdir();
+        make_tls(tls.path());
+        let state = tempdir();
+        let mut config = verifier_config(tls.path(), state.path());
+        tune(&mut config);
+        let mut v = Self::start(&config).await;
+        v._dirs = vec![tls, state];
+        v
     }
 
     pub fn url(&self, path: &str) -> String {
