@@ -1,4 +1,4 @@
-//! What Vouch's HTTP daemons (registrar, verifier) share: reading a JSON body into a typed
+//! What Vouch's HTTP daemons (registrar, verifier, agent) share: reading a JSON body into a typed
 //! request with keylime-style messages, rendering refusals as keylime's response envelope,
 //! running a handler inside an agent's span, and the process edge (logging, signals).
 
@@ -81,6 +81,21 @@ pub fn init_tracing() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+}
+
+/// `listener` for `axum::serve`, with TCP_NODELAY on every accepted connection. Keylime's
+/// exchanges are one small request and one small response; with Nagle's algorithm on, a response
+/// written in two segments waits for the peer's delayed ACK (40 ms on Linux) before its second
+/// part leaves — measured as 40 ms on most `vouch` calls before this was set.
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY: {e}");
+        }
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -68,6 +68,10 @@ pub async fn serve_tls<F>(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    // Small request/response exchanges: no Nagle delay (see vouch_service::no_delay).
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        debug!(%peer, "could not set TCP_NODELAY: {e}");
+                    }
                     connections.spawn(connection(
                         acceptor.clone(),
                         tcp,

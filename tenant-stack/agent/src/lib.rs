@@ -331,7 +331,7 @@ async fn start_inner(config: AgentConfig, span: tracing::Span) -> Result<Running
             None,
             tokio::spawn(
                 async move {
-                    axum::serve(listener, router)
+                    axum::serve(vouch_service::no_delay(listener), router)
                         .with_graceful_shutdown(stop)
                         .await
                 }

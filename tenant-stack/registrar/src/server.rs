@@ -121,7 +121,7 @@ impl Registrar {
         let app = routes::router(state.clone(), config.insecure_admin_over_http);
         let mut rx = watch_rx.clone();
         let task = tokio::spawn(async move {
-            axum::serve(http, app)
+            axum::serve(vouch_service::no_delay(http), app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 })

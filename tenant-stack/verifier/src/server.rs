@@ -160,7 +160,7 @@ impl Verifier {
                 let app = hint::router(hint::HintState::new(db.clone(), poller.clone()));
                 let mut stop = rx.clone();
                 let task = tokio::spawn(async move {
-                    let served = axum::serve(l, app)
+                    let served = axum::serve(vouch_service::no_delay(l), app)
                         .with_graceful_shutdown(async move {
                             let _ = stop.wait_for(|s| *s).await;
                         })

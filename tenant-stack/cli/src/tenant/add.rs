@@ -401,7 +401,10 @@ impl Tenant {
             if attempts == 1 {
                 p.step(format!("waiting for the agent to combine U and V ({last})"));
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // V usually reaches the agent a few tens of ms after the add: look again soon, then
+            // back off to upstream's pace (25, 50, 100, 200, 400, then every 500 ms).
+            let delay_ms = (25u64 << (attempts - 1).min(5)).min(500);
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
     }
 }
