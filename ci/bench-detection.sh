@@ -120,68 +120,12 @@ run_once() { # MODE(polled|event) I
     --tpm-policy "{\"17\": [\"$pcr17\"]}" --verify-timeout "$timeout" >"$logs/tenant-$mode-$i.log" 2>&1 ||
     fail "$mode: vouch agent add failed (logs/tenant-$mode-$i.log below)"
 
-  # Wait for Get Quote with a count, tamper right after the next increment, then look every 2 ms.
-  # One Python client on one kept-alive mTLS connection does all three, so that the REST figure
-  # is not bounded by the cost of a look: curl in a shell loop (a process, a TLS handshake and a
-  # few greps per look) took about 100 ms per look on 2 busy cores, and a failure that lands
-  # while a look is in flight is seen one or two looks later.
+  # Wait for Get Quote with a count, tamper right after the next increment, then look every 2 ms,
+  # all on one kept-alive mTLS connection (ci/detect-probe.py says why).
   local n0 data="detect-$mode-$i" probe t_tamper t_ioctl t_api st line
   n0=$(failed_lines)
-  probe=$(python3 - "$vtls" "$v_ver_port" "/v2.5/agents/$uuid" "$tpm_ctrl" "$data" "$timeout" \
-    "$detect_timeout" <<'PY'
-import http.client, json, ssl, subprocess, sys, time
-tls, port, path, ctrl, data, timeout, detect = sys.argv[1:8]
-ctx = ssl.create_default_context(cafile=f"{tls}/cacert.crt")
-ctx.load_cert_chain(f"{tls}/client-cert.crt", f"{tls}/client-private.pem")
-conn = None
-
-def look():
-    """(operational_state, attestation_count) from GET path, reconnecting once on an error."""
-    global conn
-    for _ in range(2):
-        try:
-            if conn is None:
-                conn = http.client.HTTPSConnection("127.0.0.1", int(port), context=ctx, timeout=5)
-            conn.request("GET", path)
-            res = json.loads(conn.getresponse().read()).get("results") or {}
-            if "operational_state" not in res and len(res) == 1:
-                res = next(iter(res.values()))
-            return res.get("operational_state"), res.get("attestation_count")
-        except (http.client.HTTPException, OSError, ValueError):
-            if conn is not None:
-                conn.close()
-            conn = None
-    return None, None
-
-now_us = lambda: time.time_ns() // 1000
-deadline, c0 = time.monotonic() + float(timeout), None
-while True:
-    st, cnt = look()
-    if st == 3 and cnt:
-        if c0 is None:
-            c0 = cnt
-        elif cnt > c0:
-            break
-    if st in (7, 9):
-        sys.exit(f"agent failed before the tamper (state {st})")
-    if time.monotonic() > deadline:
-        sys.exit(f"no attestation in Get Quote within {timeout}s (state {st})")
-    time.sleep(0.005)
-t_tamper = now_us()
-subprocess.run(["swtpm_ioctl", "--tcp", f"127.0.0.1:{ctrl}", "-h", data], check=True)
-t_ioctl = now_us()
-deadline = time.monotonic() + float(detect)
-while True:
-    st, _ = look()
-    if st in (7, 9):
-        print(t_tamper, t_ioctl, now_us(), st)
-        break
-    if time.monotonic() > deadline:
-        print(t_tamper, t_ioctl, "stuck", st)
-        break
-    time.sleep(0.002)
-PY
-  ) || fail "$mode run $i: the tamper probe failed (above)"
+  probe=$(python3 "$repo/ci/detect-probe.py" "$vtls" "$v_ver_port" "/v2.5/agents/$uuid" "$tpm_ctrl" \
+    "$data" "$timeout" "$detect_timeout") || fail "$mode run $i: the tamper probe failed (above)"
   read -r t_tamper t_ioctl t_api st <<<"$probe"
   pcr17=$(pcr17_after "$data")
   if [ "$t_api" = stuck ]; then

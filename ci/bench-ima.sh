@@ -8,7 +8,9 @@
 #      is verified), is timed on that log from the venv: one-shot (fresh state, all entries) and
 #      incremental (a deep copy of the state after the first 9,991 entries, made outside the
 #      timing, plus the 10 new entries); every call is checked to succeed;
-#   3. the bench binary prints one table with both, and the ratio upstream ÷ Vouch.
+#   3. upstream's memory for the same things is taken with tracemalloc (after the timing): the
+#      AgentAttestState kept per agent, the policy as loaded for a check, the peak of one call;
+#   4. the bench binary prints one table with both, and the ratio upstream ÷ Vouch.
 # If the venv is missing, the table is printed without the upstream columns.
 # Output: one markdown table; a benchmark, never a timed assertion.
 # Env: VOUCH_BENCH_MS (time per figure, default 1000), VOUCH_KEYLIME_VENV (default
@@ -70,6 +72,36 @@ for bank, key in [("sha1", ""), ("sha256", ""), ("sha256", "_excl")]:
     assert base.get_next_ima_ml_entry() == split
     out[f"incr_{bank}{key}"] = measure(
         lambda: copy.deepcopy(base), lines[split:], policy, bank, fx["pcr10"][bank])
+
+# Memory, after the timing (tracemalloc slows Python down): what upstream holds per agent (its
+# AgentAttestState after the whole log), the policy as each quote's check holds it
+# (json.loads of the stored text), and the peak of one call, all in bytes above the baseline.
+import gc, tracemalloc
+
+def traced(fn):
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    kept = fn()
+    gc.collect()
+    cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return kept, cur - base, peak - base
+
+for bank in ("sha1", "sha256"):
+    def full():
+        s = AgentAttestState("bench")
+        run(s, lines, policies[""], bank, fx["pcr10"][bank])
+        return s
+    _, out[f"mem_state_{bank}"], out[f"mem_peak_oneshot_{bank}"] = traced(full)
+for key, name in (("", "policy.json"), ("_excl", "policy-excludes.json")):
+    text = open(f"{d}/{name}").read()
+    _, out[f"mem_policy{key}"], _ = traced(lambda: json.loads(text))
+base = AgentAttestState("bench")
+run(base, lines[:split], policies[""], "sha256", fx["pcr10_split"]["sha256"])
+state = copy.deepcopy(base)
+_, _, out["mem_peak_incr_sha256"] = traced(
+    lambda: run(state, lines[split:], policies[""], "sha256", fx["pcr10"]["sha256"]))
 json.dump(out, sys.stdout)
 PY
   args=(--upstream "$work/upstream.json")

@@ -255,6 +255,8 @@ struct Row {
     /// Vouch's seconds per call, for the ratio.
     ours: Option<f64>,
     per: usize,
+    /// For memory rows: upstream's bytes for the same thing (tracemalloc, same run).
+    bytes: Option<(usize, Option<usize>)>,
 }
 
 impl Row {
@@ -271,10 +273,12 @@ impl Row {
             upstream,
             ours: Some(s),
             per,
+            bytes: None,
         }
     }
 
-    fn bytes(what: &str, n: usize) -> Self {
+    /// A memory row; `upstream`: upstream's bytes for the same thing, when measured.
+    fn bytes(what: &str, n: usize, upstream: Option<usize>) -> Self {
         Self {
             what: what.into(),
             total: human_bytes(n),
@@ -282,6 +286,7 @@ impl Row {
             upstream: None,
             ours: None,
             per: 1,
+            bytes: Some((n, upstream)),
         }
     }
 }
@@ -323,6 +328,12 @@ fn main() {
         })
         .unwrap_or(Value::Null);
     let up = |key: &str| upstream.get(key).and_then(Value::as_f64);
+    let up_bytes = |key: &str| {
+        upstream
+            .get(key)
+            .and_then(Value::as_u64)
+            .and_then(|v| usize::try_from(v).ok())
+    };
 
     let total = fx.log.len();
     let split = total - NEW;
@@ -422,10 +433,15 @@ fn main() {
         rows.push(Row::bytes(
             &format!("per agent: ImaReplayState as stored (serde_json), {name} bank"),
             stored.len(),
+            None,
         ));
         rows.push(Row::bytes(
-            &format!("per agent: heap held by one ImaReplayState, {name} bank"),
+            &format!(
+                "per agent: heap held by one ImaReplayState, {name} bank \
+                 (upstream: its AgentAttestState after the same log)"
+            ),
             held,
+            up_bytes(&format!("mem_state_{name}")),
         ));
     }
     for (label, json) in [
@@ -435,8 +451,15 @@ fn main() {
         let (policy, held, _) = heap_of(|| CompiledPolicy::from_json(json).expect("compile"));
         drop(policy);
         rows.push(Row::bytes(
-            &format!("per policy (shared): heap held by CompiledPolicy, {total} digests{label}"),
+            &format!(
+                "per policy (shared): heap held by CompiledPolicy, {total} digests{label} \
+                 (upstream: the policy as json.loads holds it, per agent and quote)"
+            ),
             held,
+            up_bytes(&format!(
+                "mem_policy{}",
+                if label.is_empty() { "" } else { "_excl" }
+            )),
         ));
     }
     let pcr = fx.log.pcr10(HashAlg::Sha256);
@@ -453,6 +476,7 @@ fn main() {
     rows.push(Row::bytes(
         &format!("transient: peak heap of one one-shot replay, {total} entries (freed after)"),
         peak,
+        up_bytes("mem_peak_oneshot_sha256"),
     ));
     let state = state_after(&fx, split, HashAlg::Sha256, &fx.policy);
     let (out, _, peak) = heap_of(|| {
@@ -467,6 +491,7 @@ fn main() {
     rows.push(Row::bytes(
         &format!("transient: peak heap of one incremental replay, {NEW} entries (freed after)"),
         peak,
+        up_bytes("mem_peak_incr_sha256"),
     ));
 
     let version = upstream
@@ -475,16 +500,21 @@ fn main() {
         .unwrap_or("(not run)");
     println!();
     println!(
-        "| measurement | Vouch | Vouch per entry | upstream keylime {version} per entry | upstream ÷ Vouch |"
+        "| measurement | Vouch | Vouch per entry | upstream keylime {version} (per entry; memory: total) | upstream ÷ Vouch |"
     );
     println!("|---|---:|---:|---:|---:|");
     for r in rows {
-        let (up_cell, ratio) = match (r.upstream, r.ours) {
-            (Some(u), Some(o)) => (
+        let (up_cell, ratio) = match (r.bytes, r.upstream, r.ours) {
+            (Some((n, Some(u))), _, _) => (
+                human_bytes(u),
+                format!("{:.1}×", u as f64 / n.max(1) as f64),
+            ),
+            (Some(_), _, _) => (String::new(), String::new()),
+            (None, Some(u), Some(o)) => (
                 format!("{:.2} µs", u * 1e6 / r.per as f64),
                 format!("{:.1}×", u / o),
             ),
-            (None, Some(_)) => ("—".into(), "—".into()),
+            (None, None, Some(_)) => ("—".into(), "—".into()),
             _ => (String::new(), String::new()),
         };
         println!(
