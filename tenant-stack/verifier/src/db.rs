@@ -298,8 +298,10 @@ pub fn save_progress(conn: &Connection, a: &StoredAgent) -> Result<bool, DbError
     Ok(n == 1)
 }
 
-/// A tenant action: set `state`, bump `epoch`, reset retries; `clear_failure` also forgets the
-/// last failure (reactivate). Returns the updated agent, `None` if unknown.
+/// A tenant action: set `state`, bump `epoch`, reset retries; `clear_failure` (reactivate) also
+/// forgets the last failure and the IMA replay state, so the next quote replays the IMA log
+/// from entry 0 against the current runtime policy. Returns the updated agent, `None` if
+/// unknown.
 pub fn set_state_by_tenant(
     conn: &Connection,
     agent_id: &str,
@@ -307,7 +309,7 @@ pub fn set_state_by_tenant(
     clear_failure: bool,
 ) -> Result<Option<StoredAgent>, DbError> {
     let clear = if clear_failure {
-        ", severity_level = NULL, last_event_id = NULL, failure_reason = NULL"
+        ", severity_level = NULL, last_event_id = NULL, failure_reason = NULL, ima_state = NULL"
     } else {
         ""
     };

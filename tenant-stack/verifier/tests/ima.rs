@@ -135,6 +135,36 @@ async fn ima_entries_are_replayed_incrementally_and_a_file_outside_the_policy_fa
         .send(Method::DELETE, "/v2.6/allowlists/ima-e2e", None)
         .await;
     assert_eq!(code, 409, "{body}");
+
+    // Reactivating without a fix fails again on the same entry: nothing was forgotten.
+    let reactivate = format!("/v2.6/agents/{}/reactivate", a.uuid);
+    let (code, body) = v.send(Method::PUT, &reactivate, None).await;
+    assert_eq!(code, 200, "{body}");
+    let st = v.wait_state(&a.uuid, INVALID_QUOTE, T).await;
+    assert!(
+        st["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("/usr/bin/evil is not in the runtime policy"),
+        "{st}"
+    );
+
+    // The tenant decides the program is legitimate: the policy is replaced and the node
+    // reactivated; the log is replayed from entry 0 against the new policy and attests again.
+    let fixed = policy_b64(&log, &[("/usr/bin/allowed", b"allowed")]);
+    let body = json!({"runtime_policy": fixed, "runtime_policy_key": "", "tpm_policy": "{}"});
+    let (code, resp) = v
+        .send(Method::PUT, "/v2.6/allowlists/ima-e2e", Some(body))
+        .await;
+    assert_eq!(code, 201, "{resp}");
+    let (code, body) = v.send(Method::PUT, &reactivate, None).await;
+    assert_eq!(code, 200, "{body}");
+    let st = v
+        .wait_for(&a.uuid, T, |s| {
+            s["operational_state"] == GET_QUOTE && s["last_event_id"].is_null()
+        })
+        .await;
+    assert!(st["failure_reason"].is_null(), "{st}");
     a.agent.shutdown().await.unwrap();
 }
 
