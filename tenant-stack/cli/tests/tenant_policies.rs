@@ -1,8 +1,10 @@
 //! `vouch agent add --runtime-policy` end to end, every part real: a vouch-agent on swtpm serves
 //! an IMA log whose entries the test extends into the swtpm's PCR 10 as the kernel would; the
 //! policy is made from that log by `vouch policy runtime create`; vouch-verifier replays the log
-//! against each quote. Then bad policy files: each refused by the binary with a precise
-//! message before the agent or the verifier hears anything.
+//! against each quote. `vouch agent add --mb-policy` the same way: the agent serves a UEFI event
+//! log whose extends the test replays into its swtpm as firmware would. Then bad policy files:
+//! each refused by the binary with a precise message before the agent or the verifier hears
+//! anything.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,11 +18,13 @@ use vouch_cli::tenant::Tenant;
 use vouch_core::api::registrar::AgentId;
 use vouch_core::api::verifier::OperationalState;
 use vouch_core::api::version::SERVER_SERVED_VERSIONS;
+use vouch_core::eventlog::sample::SampleBoot;
 use vouch_core::ima::testlog::{LogWriter, Logged};
 use vouch_core::tpm::HashAlg;
 
 const ID: &str = "d432fbb3-d2f1-4a97-9ef7-75bd81c00006";
 const BAD_ID: &str = "d432fbb3-d2f1-4a97-9ef7-75bd81c00007";
+const MB_ID: &str = "d432fbb3-d2f1-4a97-9ef7-75bd81c00008";
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The kernel's part: extend PCR 10 of the agent's TPM, append the line to the log file.
@@ -143,6 +147,73 @@ async fn add_with_runtime_policy_attests_until_a_file_outside_it_runs() {
     assert!(reason.contains("/usr/bin/evil"), "{s}");
     let status = tenant.verifier_status(&id).await.unwrap();
     assert_eq!(status.operational_state.code(), 9);
+    verifier.verifier.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_with_mb_policy_attests_the_boot_and_fails_an_edited_log() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let boot = SampleBoot::default();
+    let built = boot.log(&[HashAlg::Sha256]).build();
+    let log_path = dir.path().join("binary_bios_measurements");
+    std::fs::write(&log_path, &built.bytes).unwrap();
+    let l = log_path.clone();
+    let agent = env
+        .agent_with(None, MB_ID, move |c| c.measuredboot_ml_path = l)
+        .await;
+    // The firmware's part: every extend of the log, into the agent's TPM.
+    for e in &built.extends {
+        agent
+            .agent
+            .tpm()
+            .pcr_extend(e.pcr, &e.digests)
+            .await
+            .unwrap();
+    }
+    let refstate = dir.path().join("refstate.json");
+    std::fs::write(&refstate, boot.refstate().to_string()).unwrap();
+    let verifier = env.verifier().await;
+    let v = verifier.endpoint();
+
+    env.add_agent(
+        &v,
+        MB_ID,
+        &[
+            "--mb-policy",
+            refstate.to_str().unwrap(),
+            "--mb-policy-name",
+            "cli-boot",
+        ],
+        &[
+            r#"tpm_policy {"mask":"0xfbff"}"#,
+            "measured-boot policy \"cli-boot\" from",
+            "refstate for the example policy",
+            "proved it holds the bootstrap key",
+        ],
+    )
+    .await;
+    let s = env.wait_status(&v, MB_ID, attesting).await;
+    assert_eq!(s["has_mb_refstate"], 1, "{s}");
+    assert_eq!(s["has_runtime_policy"], 0, "{s}");
+    assert_eq!(s["attestation_status"], "PASS", "{s}");
+
+    // One byte of shim's digest edited in the log: it no longer replays to the quoted PCR 4.
+    let shim = HashAlg::Sha256.digest(&boot.shim);
+    let at = built
+        .bytes
+        .windows(shim.len())
+        .position(|w| w == shim.as_slice())
+        .unwrap();
+    let mut edited = built.bytes.clone();
+    edited[at] ^= 0x01;
+    std::fs::write(&log_path, &edited).unwrap();
+    let s = env
+        .wait_status(&v, MB_ID, |s| s["operational_state"] == "Invalid Quote")
+        .await;
+    assert_eq!(s["last_event_id"], "measured_boot.invalid_pcr_4", "{s}");
+    let reason = s["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("PCR 4 (sha256)"), "{s}");
     verifier.verifier.shutdown().await.unwrap();
 }
 
