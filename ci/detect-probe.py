@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Detection-latency probe for the benches: wait, tamper, watch — on one kept-alive connection.
 
-    detect-probe.py TLS_DIR PORT PATH CTRL_PORT DATA TIMEOUT DETECT_TIMEOUT
+    detect-probe.py TLS_DIR PORT PATH TIMEOUT DETECT_TIMEOUT -- TAMPER_COMMAND...
 
 1. GET https://127.0.0.1:PORT/PATH (a verifier's agent status; mTLS with TLS_DIR's cacert.crt,
    client-cert.crt, client-private.pem) until the agent is in Get Quote (3) and its
    attestation_count has grown once: the tamper then lands at the worst phase of the poll cycle;
-2. `swtpm_ioctl --tcp 127.0.0.1:CTRL_PORT -h DATA` (PCR 17 changed on swtpm's control channel);
+2. run TAMPER_COMMAND (e.g. `tpm2_pcrextend -T <tabrmd TCTI> 15:sha256=…`), which must succeed;
 3. GET every 2 ms until Invalid Quote (9) or Failed (7).
 Prints one line: "<tamper µs> <ioctl end µs> <seen µs> <state>", or "<tamper µs> <ioctl end µs>
 stuck <state>" when nothing failed within DETECT_TIMEOUT s. Exits non-zero (with the reason) if
@@ -23,7 +23,10 @@ import subprocess
 import sys
 import time
 
-tls, port, path, ctrl, data, timeout, detect = sys.argv[1:8]
+if len(sys.argv) < 8 or sys.argv[6] != "--":
+    sys.exit("usage: detect-probe.py TLS_DIR PORT PATH TIMEOUT DETECT_TIMEOUT -- TAMPER_COMMAND...")
+tls, port, path, timeout, detect = sys.argv[1:6]
+tamper = sys.argv[7:]
 ctx = ssl.create_default_context(cafile=f"{tls}/cacert.crt")
 ctx.load_cert_chain(f"{tls}/client-cert.crt", f"{tls}/client-private.pem")
 conn = None
@@ -66,7 +69,7 @@ while True:
         sys.exit(f"no attestation in Get Quote within {timeout}s (state {st})")
     time.sleep(0.005)
 t_tamper = now_us()
-subprocess.run(["swtpm_ioctl", "--tcp", f"127.0.0.1:{ctrl}", "-h", data], check=True)
+subprocess.run(tamper, check=True)
 t_ioctl = now_us()
 deadline = time.monotonic() + float(detect)
 while True:

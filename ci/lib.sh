@@ -128,12 +128,12 @@ state_count() {
   echo "${st:--1} ${cnt:--1}"
 }
 mtime_ms() { stat -c %.3Y "$1" | tr -d .; }
-pcr17_after() { # DATA: PCR 17 after swtpm_ioctl -h DATA (reset to zero, extended with sha256(DATA))
-  python3 -c 'import hashlib,sys; print(hashlib.sha256(bytes(32)+hashlib.sha256(sys.argv[1].encode()).digest()).hexdigest())' "$1"
+pcr15() { # TCTI: PCR 15 (sha256 bank), lower-case hex, read through TCTI (e.g. a tpm2-abrmd)
+  tpm2_pcrread -T "$1" sha256:15 | awk '$1 == "15:" { print tolower(substr($2, 3)) }'
 }
-# A fresh swtpm's PCR 17 is all ones (TPM2_Startup(CLEAR)); each `swtpm_ioctl -h` makes it
-# H(0…0 || H(data)), so the value to pin is known without taking the agent's TPM connection.
-PCR17_FRESH=$(printf 'f%.0s' $(seq 64))
+tamper_digest() { # TEXT: the sha256 of TEXT, what the benches extend PCR 15 with
+  printf '%s' "$1" | sha256sum | cut -d' ' -f1
+}
 
 # ---------------------------------------------------------------------------------------------
 swtpm_up() { # [DIR]: swtpm with an EK certificate in $work/DIR (default tpm; DIR must start with
