@@ -63,8 +63,9 @@ printf 'vouch bench secret %s\n' "$(head -c 12 /dev/urandom | base64)" >"$payloa
 # The Vouch control plane.
 log "starting vouch-registrar and vouch-verifier (quote_interval ${quote_interval} s)"
 read -r hint_port <<<"$(free_ports 1)"
+# Agent mTLS off on both verifiers (upstream's below too): the agents serve plain HTTP.
 vouch_control_plane "$bin" VOUCH_VERIFIER_QUOTE_INTERVAL="$quote_interval" \
-  VOUCH_VERIFIER_HINT_LISTEN="127.0.0.1:$hint_port"
+  VOUCH_VERIFIER_HINT_LISTEN="127.0.0.1:$hint_port" VOUCH_VERIFIER_ENABLE_AGENT_MTLS=false
 
 # The upstream control plane: configs as in tenant-stack/agent/tests/common/upstream.rs.
 kd=$work/upstream

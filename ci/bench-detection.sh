@@ -64,9 +64,11 @@ hooks=$work/webhook.jsonl
 start_daemon webhook "$work" -- python3 "$repo/ci/webhook-sink.py" "$hook_port" "$hooks"
 wait_until webhook "answer" curl -s -o /dev/null "http://127.0.0.1:$hook_port/"
 log "starting vouch-registrar and vouch-verifier (quote_interval ${quote_interval} s, hints on :$hint_port, webhook :$hook_port)"
+# Agent mTLS off: the agent serves plain HTTP.
 vouch_control_plane "$bin" VOUCH_VERIFIER_QUOTE_INTERVAL="$quote_interval" \
   VOUCH_VERIFIER_HINT_LISTEN="127.0.0.1:$hint_port" \
-  VOUCH_VERIFIER_WEBHOOK_URL="http://127.0.0.1:$hook_port/revocation"
+  VOUCH_VERIFIER_WEBHOOK_URL="http://127.0.0.1:$hook_port/revocation" \
+  VOUCH_VERIFIER_ENABLE_AGENT_MTLS=false
 # The receive time (µs) of the first webhook notice about agent UUID; fails while there is none.
 hook_us() {
   python3 - "$hooks" "$1" <<'PY'

@@ -164,10 +164,11 @@ start_daemon webhook "$work" -- python3 "$repo/ci/webhook-sink.py" "$hook_port" 
 wait_until webhook "answer" curl -s -o /dev/null "http://127.0.0.1:$hook_port/"
 echo "  revocation webhook: http://127.0.0.1:$hook_port/revocation (ci/webhook-sink.py)"
 t_daemons=$(now_ms)
+# Agent mTLS off: the agents below serve plain HTTP (see enable_insecure_payload there).
 vouch_control_plane "$bin" VOUCH_VERIFIER_QUOTE_INTERVAL="$quote_interval" \
   VOUCH_VERIFIER_HINT_LISTEN="127.0.0.1:$hint_port" \
   VOUCH_VERIFIER_WEBHOOK_URL="http://127.0.0.1:$hook_port/revocation" \
-  VOUCH_VERIFIER_REVOCATION_CA_DIR="$ca"
+  VOUCH_VERIFIER_REVOCATION_CA_DIR="$ca" VOUCH_VERIFIER_ENABLE_AGENT_MTLS=false
 t=$(now_ms); mark "$t" "registrar and verifier ready ($(( t - t_daemons )) ms after start)"
 export VOUCH_REGISTRAR=127.0.0.1:$v_reg_tls_port VOUCH_VERIFIER=127.0.0.1:$v_ver_port VOUCH_TLS_DIR=$vtls
 echo "  registrar  http://127.0.0.1:$v_reg_port (agents), https://127.0.0.1:$v_reg_tls_port (mTLS, tenant)"
@@ -178,7 +179,8 @@ echo "  mTLS material: $vtls (vouch certs init)"
 # their API is plain HTTP and anyone who can reach it could post their own U, V and payload; an
 # agent therefore runs a payload's autorun.sh and revocation actions only when this is set
 # (rust-keylime's rule). With trusted_client_ca set an agent serves mTLS and needs no such flag
-# (tenant_mtls.rs tests that). Here everything is on 127.0.0.1.
+# (tenant_mtls.rs tests that). Here everything is on 127.0.0.1. For the same reason the verifier
+# runs with enable_agent_mtls = false: with it on, it refuses agents that registered no mTLS cert.
 start_agent() { # NAME PORT TCTI IMA_LOG: sets uuid_NAME
   local name=$1 port=$2 tcti=$3 ima=$4 uuid
   uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')

@@ -167,8 +167,10 @@ tabrmd_up() { # NAME TCTI: sets tabrmd_tcti, the TCTI string for clients of this
 }
 
 # vouch-registrar and vouch-verifier from BIN, TLS material in $vtls; extra verifier env
-# (e.g. VOUCH_VERIFIER_QUOTE_INTERVAL=1) as arguments. Sets vtls, v_reg_port, v_reg_tls_port,
-# v_ver_port.
+# (e.g. VOUCH_VERIFIER_QUOTE_INTERVAL=1) as arguments. The verifier's agent mTLS stays on (its
+# default) unless the caller passes VOUCH_VERIFIER_ENABLE_AGENT_MTLS=false, which it must for
+# agents serving plain HTTP (the verifier refuses to add those otherwise). Sets vtls,
+# v_reg_port, v_reg_tls_port, v_ver_port.
 vouch_control_plane() { # BIN [VERIFIER_ENV...]
   local bin=$1; shift
   vtls=$work/vouch/tls

@@ -24,7 +24,7 @@ async fn add_over_agent_mtls_end_to_end() {
         .unwrap();
     assert_eq!(record.mtls_cert.as_deref(), Some(cert.as_str()));
 
-    let verifier = env.verifier().await;
+    let verifier = env.verifier_mtls().await;
     let v = verifier.endpoint();
 
     let payload = tempfile::tempdir().unwrap();

@@ -81,6 +81,43 @@ fn check_host(ip: &str) -> Result<(), ApiError> {
     }
 }
 
+/// `mtls_cert`: a PEM certificate, or `"disabled"`/null for an agent serving plain HTTP.
+///
+/// With `enable_agent_mtls` on, `"disabled"`/null is refused as upstream refuses it
+/// (`cloud_verifier_tornado.py`: 400 "mTLS certificate for agent is required!"); accepting it
+/// would mean polling that agent over plain HTTP although the operator asked for mTLS.
+/// Upstream exempts `supported_version` "1.0" and push mode; Vouch refuses 1.0 anyway (see
+/// the `supported_version` check) and only pulls.
+pub fn check_mtls_cert(mtls_cert: Option<&str>, enable_agent_mtls: bool) -> Result<(), ApiError> {
+    match mtls_cert {
+        None | Some(MTLS_CERT_DISABLED) if enable_agent_mtls => {
+            let what = match mtls_cert {
+                None => "mtls_cert is null: the agent registered no mTLS certificate",
+                Some(_) => "mtls_cert is \"disabled\": the agent serves its API over plain HTTP",
+            };
+            Err(ApiError::MtlsCertRequired(format!(
+                "{what}; start the agent with mTLS (vouch-agent: set trusted_client_ca), or set \
+                 enable_agent_mtls = false on the verifier to attest agents over plain HTTP"
+            )))
+        }
+        None | Some(MTLS_CERT_DISABLED) => Ok(()),
+        Some(pem) if pem.trim_start().starts_with("-----BEGIN CERTIFICATE-----") => {
+            vouch_tls::roots_from_pem(pem, "mtls_cert")
+                .map(drop)
+                .map_err(|e| {
+                    ApiError::invalid("mtls_cert", format!("not a usable certificate: {e}"))
+                })
+        }
+        Some(other) => Err(ApiError::invalid(
+            "mtls_cert",
+            format!(
+                "expected a PEM certificate, \"disabled\" or null, got {:?}",
+                other.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}
+
 /// An add body that passed every check: the record to store (state START) and its policies.
 #[derive(Debug, Clone)]
 pub struct Admitted {
@@ -89,11 +126,13 @@ pub struct Admitted {
     pub mb: PolicyChoice,
 }
 
-/// Check the body; measured-boot refstates are loaded with `mb_engine`.
+/// Check the body; measured-boot refstates are loaded with `mb_engine`; with
+/// `enable_agent_mtls` (the verifier's config key) the body must carry a PEM `mtls_cert`.
 pub fn admit(
     id: &AgentId,
     req: AddAgentRequest,
     mb_engine: mb_policy::Engine,
+    enable_agent_mtls: bool,
 ) -> Result<Admitted, ApiError> {
     if let Some(v) = &req.v {
         let why = |e: String| {
@@ -153,23 +192,7 @@ pub fn admit(
         SIGN_ALGS,
     )?;
     parse_ak(&req.ak_tpm).map_err(|why| ApiError::invalid("ak_tpm", why))?;
-    match req.mtls_cert.as_deref() {
-        None | Some(MTLS_CERT_DISABLED) => {}
-        Some(pem) if pem.trim_start().starts_with("-----BEGIN CERTIFICATE-----") => {
-            vouch_tls::roots_from_pem(pem, "mtls_cert").map_err(|e| {
-                ApiError::invalid("mtls_cert", format!("not a usable certificate: {e}"))
-            })?;
-        }
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "mtls_cert",
-                format!(
-                    "expected a PEM certificate, \"disabled\" or null, got {:?}",
-                    other.chars().take(40).collect::<String>()
-                ),
-            ))
-        }
-    }
+    check_mtls_cert(req.mtls_cert.as_deref(), enable_agent_mtls)?;
     if let Some(v) = req.supported_version {
         if !AGENT_SUPPORTED_VERSIONS.contains(&v) {
             return Err(ApiError::invalid(
@@ -220,4 +243,36 @@ pub fn admit(
         mb_policy_name: mb.name().map(str::to_owned),
     };
     Ok(Admitted { agent, runtime, mb })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn agent_mtls_on_requires_a_pem_mtls_cert() {
+        for cert in [None, Some(MTLS_CERT_DISABLED)] {
+            let e = check_mtls_cert(cert, true).unwrap_err();
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("mTLS certificate for agent is required! mtls_cert is "),
+                "{msg}"
+            );
+            assert!(msg.contains("enable_agent_mtls = false"), "{msg}");
+            // Off: plain HTTP is what the operator asked for.
+            check_mtls_cert(cert, false).unwrap();
+        }
+        let e = check_mtls_cert(Some("bogus"), false).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("Invalid agent data: mtls_cert: expected a PEM"));
+        let e = check_mtls_cert(Some("-----BEGIN CERTIFICATE-----\nAAAA\n"), true).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Invalid agent data: mtls_cert: not a usable certificate"),
+            "{e}"
+        );
+    }
 }

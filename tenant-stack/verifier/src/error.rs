@@ -17,6 +17,10 @@ pub enum ApiError {
     /// The add body was understood but a field is refused (upstream: 400 "Exception error: …").
     #[error("Invalid agent data: {field}: {why}")]
     InvalidAgent { field: &'static str, why: String },
+    /// Upstream: 400 "mTLS certificate for agent is required!" (`enable_agent_mtls` on, the add
+    /// body's `mtls_cert` null or "disabled"); what to do follows.
+    #[error("mTLS certificate for agent is required! {0}")]
+    MtlsCertRequired(String),
     /// Upstream: `"agent_id not not valid"` (sic).
     #[error("agent_id not valid: {0}")]
     BadAgentId(String),
@@ -64,9 +68,10 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::InvalidAgent { .. } | ApiError::BadAgentId(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadRequest(_)
+            | ApiError::InvalidAgent { .. }
+            | ApiError::MtlsCertRequired(_)
+            | ApiError::BadAgentId(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Policy { kind, refusal, .. } => refusal.status(*kind),
             ApiError::NotFound(_) | ApiError::UnknownVersion(_) | ApiError::NoRoute { .. } => {
@@ -99,5 +104,10 @@ mod tests {
             ApiError::Conflict("a".into()).status(),
             StatusCode::CONFLICT
         );
+        let e = ApiError::MtlsCertRequired("x".into());
+        assert!(e
+            .to_string()
+            .starts_with("mTLS certificate for agent is required!"));
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub policies: Arc<crate::runtime_policy::PolicyCache>,
     /// Reads measured-boot refstates (`measured_boot_policy_name`).
     pub mb_engine: Engine,
+    /// `enable_agent_mtls`: adds must carry the agent's PEM `mtls_cert` (`admission.rs`).
+    pub enable_agent_mtls: bool,
     pub max_body_bytes: usize,
     pub info: Arc<VerifierInfo>,
 }
@@ -164,7 +166,7 @@ async fn add(
     let span = tracing::info_span!("add", agent_id = %id);
     Ok(in_span(span, async move {
         let JsonBody(req) = body?;
-        let admitted = admission::admit(&id, req, state.mb_engine)?;
+        let admitted = admission::admit(&id, req, state.mb_engine, state.enable_agent_mtls)?;
         let agent = admitted.agent.clone();
         let outcome = state
             .db

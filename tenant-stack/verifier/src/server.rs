@@ -180,6 +180,7 @@ impl Verifier {
             poller,
             policies,
             mb_engine,
+            enable_agent_mtls: config.enable_agent_mtls,
             max_body_bytes: config.max_body_bytes,
             info: Arc::new(VerifierInfo {
                 verifier_id: config.verifier_id.clone(),

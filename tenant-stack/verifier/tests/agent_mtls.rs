@@ -1,6 +1,8 @@
 //! Agent mTLS (docs/keylime-wire.md §7): vouch-agents with their own self-signed certificates,
 //! requiring client certificates from the test CA; the verifier polls them over HTTPS pinned to
-//! the registered `mtls_cert`, and refuses an agent presenting another certificate.
+//! the registered `mtls_cert`, and refuses an agent presenting another certificate. With
+//! `enable_agent_mtls` on (here; the harness turns it off), adds without a PEM `mtls_cert` are
+//! refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,6 +18,14 @@ use vouch_tls::{Ca, Identity, ServerNameCheck, TlsDir};
 const GET_QUOTE: u64 = 3;
 const FAILED: u64 = 7;
 const T: Duration = Duration::from_secs(30);
+
+/// [`verifier_config`] with agent mTLS on (the default, turned off by the harness).
+fn mtls_verifier_config(tls: &std::path::Path, state: &std::path::Path) -> vouch_verifier::Config {
+    vouch_verifier::Config {
+        enable_agent_mtls: true,
+        ..verifier_config(tls, state)
+    }
+}
 
 struct MtlsAgent {
     _swtpm: Swtpm,
@@ -131,7 +141,7 @@ async fn verifier_polls_mtls_agent_and_refuses_a_swapped_certificate() {
     );
 
     let state = tempdir();
-    let v = TestVerifier::start(&verifier_config(tls.path(), state.path())).await;
+    let v = TestVerifier::start(&mtls_verifier_config(tls.path(), state.path())).await;
     // A, with its own certificate: polled over mTLS.
     let mut body = add_body(
         a.agent.local_addr().port(),
@@ -178,6 +188,59 @@ async fn verifier_polls_mtls_agent_and_refuses_a_swapped_certificate() {
     a.agent.shutdown().await.unwrap();
     b.agent.shutdown().await.unwrap();
     registrar.shutdown().await.unwrap();
+}
+
+/// As upstream: with `enable_agent_mtls` on, an add whose `mtls_cert` is absent/null or
+/// "disabled" is refused (400 "mTLS certificate for agent is required!") and nothing is stored,
+/// instead of the agent being polled over plain HTTP; the same agent with its certificate is
+/// added and attested over mTLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_mtls_on_refuses_an_add_without_mtls_cert() {
+    let registrar = TestRegistrar::start().await;
+    let tls = tempdir();
+    make_tls(tls.path());
+    let a = mtls_agent(&registrar, "mtls-agent-c", tls.path()).await;
+    let state = tempdir();
+    let v = TestVerifier::start(&mtls_verifier_config(tls.path(), state.path())).await;
+    let body = add_body(
+        a.agent.local_addr().port(),
+        &a.aik_tpm,
+        None,
+        "{\"mask\": \"0x0\"}",
+    );
+
+    let mut absent = body.clone();
+    absent.as_object_mut().unwrap().remove("mtls_cert");
+    for (what, refused) in [("absent", absent), ("\"disabled\"", body.clone())] {
+        let (code, r) = v.add("mtls-agent-c", refused).await;
+        assert_eq!(code, 400, "mtls_cert {what}: {r}");
+        let msg = r["status"].as_str().unwrap();
+        assert!(
+            msg.starts_with("mTLS certificate for agent is required!"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("or set enable_agent_mtls = false on the verifier"),
+            "{msg}"
+        );
+        // Nothing stored.
+        assert_eq!(v.status("mtls-agent-c").await.0, 404, "mtls_cert {what}");
+        let (code, list) = v.send(reqwest::Method::GET, "/v2.6/agents/", None).await;
+        assert_eq!(code, 200);
+        assert_eq!(list["results"]["uuids"], serde_json::json!([]), "{list}");
+    }
+
+    let mut with_cert = body;
+    with_cert["mtls_cert"] = a.cert.clone().into();
+    let (code, r) = v.add("mtls-agent-c", with_cert).await;
+    assert_eq!(code, 200, "{r}");
+    v.wait_for("mtls-agent-c", T, |s| {
+        s["operational_state"] == GET_QUOTE && s["attestation_count"].as_u64() >= Some(1)
+    })
+    .await;
+
+    v.verifier.shutdown().await.unwrap();
+    a.agent.shutdown().await.unwrap();
 }
 
 const UPSTREAM_CLIENT: &str = r#"

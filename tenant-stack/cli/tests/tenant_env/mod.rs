@@ -71,14 +71,26 @@ impl Env {
         Tenant::new(&self.tenant_config("127.0.0.1:1")).unwrap()
     }
 
-    /// An in-process vouch-verifier with the env's TLS directory, quoting every 0.5 s.
+    /// An in-process vouch-verifier with the env's TLS directory, quoting every 0.5 s, for
+    /// agents serving plain HTTP ([`Env::agent`]): `enable_agent_mtls` off, since with it on
+    /// the verifier refuses an add whose `mtls_cert` is "disabled".
     pub async fn verifier(&self) -> TestVerifier {
+        self.verifier_with(false).await
+    }
+
+    /// [`Env::verifier`] with agent mTLS on, for agents from [`Env::agent_mtls`].
+    pub async fn verifier_mtls(&self) -> TestVerifier {
+        self.verifier_with(true).await
+    }
+
+    async fn verifier_with(&self, enable_agent_mtls: bool) -> TestVerifier {
         let state = tempfile::tempdir().unwrap();
         let verifier = Verifier::start(&VerifierConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_dir: self.tls.path().to_path_buf(),
             state_dir: state.path().to_path_buf(),
             quote_interval: 0.5,
+            enable_agent_mtls,
             ..VerifierConfig::default()
         })
         .await

@@ -49,7 +49,9 @@ pub fn tenant_client(tls: &Path) -> reqwest::Client {
         .unwrap()
 }
 
-/// Verifier config for tests: fast polling, temp DB.
+/// Verifier config for tests: fast polling, temp DB, and agent mTLS off — the test agents
+/// serve plain HTTP (`mtls_cert: "disabled"`), which a verifier with `enable_agent_mtls` on
+/// refuses to add (`agent_mtls.rs` turns it on).
 pub fn verifier_config(tls: &Path, state: &Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -58,6 +60,7 @@ pub fn verifier_config(tls: &Path, state: &Path) -> Config {
         quote_interval: 0.2,
         retry_interval: 0.2,
         request_timeout: 5.0,
+        enable_agent_mtls: false,
         ..Config::default()
     }
 }
@@ -240,8 +243,8 @@ impl TestVerifier {
         }
     }
 
-    /// A verifier with new TLS and state directories and [`verifier_config`] adjusted by
-    /// `tune`.
+    /// A verifier with new TLS and state directories and [`verifier_config`] (agent mTLS off)
+    /// adjusted by `tune`.
     pub async fn fresh(tune: impl FnOnce(&mut Config)) -> TestVerifier {
         let tls = tempdir();
         make_tls(tls.path());

@@ -246,10 +246,15 @@ impl Stack {
         let registrar_tls = registrar.tls_addr().expect("registrar TLS listener");
         let registrar_base = format!("https://127.0.0.1:{}", registrar_tls.port());
 
+        // Upstream's tenant passes the registrar's `mtls_cert` on as it is (`tenant.py`
+        // `do_cvadd`, whatever its own `enable_agent_mtls`): "disabled" for this plain-HTTP
+        // agent, which a verifier with agent mTLS on refuses, as upstream's does.
         let ver_state = tempfile::tempdir().unwrap();
-        let verifier =
-            crate::common::TestVerifier::start(&verifier_config(tls.path(), ver_state.path()))
-                .await;
+        let ver_config = vouch_verifier::Config {
+            enable_agent_mtls: false,
+            ..verifier_config(tls.path(), ver_state.path())
+        };
+        let verifier = crate::common::TestVerifier::start(&ver_config).await;
 
         let agent_state = tempfile::tempdir().unwrap();
         let secure_mount = agent_state.path().join("secure");
