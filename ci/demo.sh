@@ -58,10 +58,16 @@ st = list(json.load(open(sys.argv[1])).values())[0]
 for k in sys.argv[2:]:
     print(f"  {k}: {st.get(k)}")' "$work/status.json" "$@" | shorten
 }
+state_of() { # UUID: operational_state from `vouch agent status` (pretty JSON; sed, not a Python
+  # start-up per look, since this is polled)
+  local out
+  out=$("$vouch" agent status --uuid "$1") || return 1
+  sed -n 's/^ *"operational_state": *"\([^"]*\)".*/\1/p' <<<"$out" | head -n 1
+}
 wait_state() { # UUID STATE: poll `vouch agent status` (every 20 ms) until operational_state is STATE
   local uuid=$1 want=$2 state deadline=$(( $(now_ms) + timeout * 1000 ))
   while :; do
-    state=$(field "$uuid" operational_state) || fail "vouch agent status --uuid $uuid failed"
+    state=$(state_of "$uuid") || fail "vouch agent status --uuid $uuid failed"
     [ "$state" = "$want" ] && return 0
     case $state in Failed | "Invalid Quote" | "Tenant Quote Failed" | Terminated)
       show_status "$uuid" operational_state last_event_id failure_reason >&2
@@ -332,8 +338,8 @@ show_status "$uuid_a" operational_state attestation_status attestation_count
 
 # =============================================================================================
 step "IMA violation: an unknown program runs on node A"
-t_ima=$(now_ms)
 ima_measure "$ima_log" "$tcti_a" "$work/programs/cryptominer" /tmp/.x/cryptominer
+t_ima=$(now_ms) # the measurement is complete: PCR 10 extended, the entry in the log
 echo "  kernel: $(tail -1 "$ima_log" | shorten)   (at +$(( t_ima - t0 )) ms)"
 wait_state "$uuid_a" "Invalid Quote"
 t_ima_detected=$(now_ms)
@@ -377,8 +383,8 @@ echo "  node B keeps attesting: $(field "$uuid_b" operational_state) / $(field "
 
 # =============================================================================================
 step "Tamper: PCR 15 of node B is extended behind its agent's back"
-t_tamper=$(now_ms)
 tpm2_pcrextend -T "$tcti_b" "15:sha256=$(printf 'tampered' | sha256sum | cut -d' ' -f1)"
+t_tamper=$(now_ms) # the extend is done (tpm2_pcrextend's start-up and D-Bus connection come before)
 echo "  tpm2_pcrextend 15:sha256=sha256('tampered')   (at +$(( t_tamper - t0 )) ms)"
 wait_state "$uuid_b" "Invalid Quote"
 t_detected=$(now_ms)
@@ -387,10 +393,10 @@ grep -q 'PCR 15' "$work/status.json" || fail "the failure reason does not name P
 
 # =============================================================================================
 mark "$t_add" "vouch agent add (A) started"
-mark "$t_payload" "A's payload decrypted into its tmpfs   (bootstrap latency $(( t_payload - t_add )) ms)"
+mark "$t_payload" "A's payload decrypted into its tmpfs   (bootstrap latency $(( t_payload - t_add )) ms, including A's certificate issued by the software CA)"
 mark "$t_autorun" "A's autorun.sh ran                    ($(( t_autorun - t_add )) ms after add)"
 mark "$t_added" "vouch agent add (A) returned, key check passed ($(( t_added - t_add )) ms)"
-mark "$t_ima" "node A's kernel measured an unknown program"
+mark "$t_ima" "node A's kernel measured an unknown program (PCR 10 extended, entry in the log)"
 mark "$t_hook" "webhook received the revocation notice ($(( t_hook - t_ima )) ms after the measurement)"
 mark "$t_crl" "CRL re-issued with A's certificate ($(( t_crl - t_ima )) ms after)"
 mark "$t_action" "node B's revocation action ran ($(( t_action - t_ima )) ms after)"
