@@ -20,12 +20,14 @@
 // forwards to the system allocator.
 #![allow(unsafe_code)]
 
+mod common;
+use common::measure;
 use serde_json::{json, Value};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vouch_core::ima::testlog::LogWriter;
 use vouch_core::ima::{
     parse_log, replay, BootIdentity, CheckOptions, Checker, CompiledPolicy, ImaReplayState,
@@ -108,23 +110,6 @@ fn heap_of<T>(make: impl FnOnce() -> T) -> (T, usize, usize) {
 }
 
 // --- timing -------------------------------------------------------------------------------
-
-/// Mean time of `f` over enough calls to fill `budget` (at least 3, after a warm-up of about
-/// a tenth of the budget).
-fn measure(budget: Duration, mut f: impl FnMut()) -> Duration {
-    let warm = Instant::now();
-    f();
-    while warm.elapsed() < budget / 10 {
-        f();
-    }
-    let start = Instant::now();
-    let mut n = 0u32;
-    while n < 3 || start.elapsed() < budget {
-        f();
-        n += 1;
-    }
-    start.elapsed() / n
-}
 
 // --- fixtures -----------------------------------------------------------------------------
 
@@ -309,12 +294,7 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .map(PathBuf::from)
     };
-    let budget = Duration::from_millis(
-        std::env::var("VOUCH_BENCH_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000),
-    );
+    let budget = common::budget();
 
     let fx = fixture();
     if let Some(dir) = arg("--emit") {

@@ -5,32 +5,18 @@
 //! the target is full verification ≤ 1.5× raw. No assertion: figures are read, not gated.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benches fail loudly
 
+mod common;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, KeyPair, ParsedPublicKey, RsaKeyPair};
+use common::measure;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vouch_core::credential::make_credential;
 use vouch_core::ekcert::{verify_ek_cert, EkCaStore};
 use vouch_core::keys::VerifyingKey;
 use vouch_core::quote::verify_quote;
 use vouch_core::tpm::*;
-
-/// Mean time of `f` over enough calls to fill `budget` (after a short warm-up).
-fn measure(budget: Duration, mut f: impl FnMut()) -> Duration {
-    for _ in 0..20 {
-        f();
-    }
-    let start = Instant::now();
-    let mut n = 0u32;
-    while start.elapsed() < budget {
-        for _ in 0..10 {
-            f();
-        }
-        n += 10;
-    }
-    start.elapsed() / n
-}
 
 /// A quote over sha256 PCRs 0..=23 with the given nonce, as a TPM would produce it.
 fn quote_fixture(nonce: &[u8]) -> (Vec<u8>, PcrValues, PcrSelection) {
@@ -69,12 +55,7 @@ struct Row {
 }
 
 fn main() {
-    let budget = Duration::from_millis(
-        std::env::var("VOUCH_BENCH_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000),
-    );
+    let budget = common::budget();
     let rng = SystemRandom::new();
     let nonce = [0x5a; 20];
     let (attest, pcrs, selection) = quote_fixture(&nonce);
