@@ -16,6 +16,7 @@ pub mod nv_share;
 pub mod payload;
 pub mod quote;
 pub mod revocation;
+pub mod script;
 pub mod secure_mount;
 pub mod state;
 pub mod watch;

@@ -8,10 +8,10 @@
 //! absolute name, a `..` component, a backslash or a symlink refuses the whole payload
 //! (zip-slip). Only the extraction directory's own `autorun.sh` is ever executed.
 
+use crate::script::NotFinished;
 use crate::secure_mount::{set_mode, SecureMount, SecureMountError};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -25,8 +25,6 @@ pub const KEY_FILE: &str = "derived_tci_key";
 pub const AUTORUN: &str = "autorun.sh";
 /// Sub-directory of the secure mount the payload goes to (rust-keylime `setup_unzipped`).
 pub const UNZIPPED: &str = "unzipped";
-/// Output of the payload script kept in the log, per stream.
-const MAX_LOGGED_OUTPUT: usize = 16 * 1024;
 
 #[derive(Debug, Error)]
 pub enum PayloadError {
@@ -262,53 +260,22 @@ pub async fn run_autorun(dir: &Path, timeout: Duration) -> Result<(), AutorunErr
     }
     set_mode(&path, 0o700).map_err(start)?;
     tracing::info!(script = %path.display(), "running the payload script");
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg("\"$0\"")
-        .arg(&path)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(start)?;
-    let pid = child.id();
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(out)) => {
-            let (stdout, stderr) = (excerpt(&out.stdout), excerpt(&out.stderr));
-            if out.status.success() {
-                tracing::info!(script = %path.display(), status = %out.status, %stdout, %stderr, "payload script finished");
+    match crate::script::run(&path, &[], dir, timeout).await {
+        Ok(out) => {
+            let (status, stdout, stderr) = (out.status, out.stdout, out.stderr);
+            if status.success() {
+                tracing::info!(script = %path.display(), %status, %stdout, %stderr, "payload script finished");
             } else {
-                tracing::error!(script = %path.display(), status = %out.status, %stdout, %stderr, "payload script failed");
+                tracing::error!(script = %path.display(), %status, %stdout, %stderr, "payload script failed");
             }
             Ok(())
         }
-        Ok(Err(e)) => Err(start(e)),
-        Err(_) => {
-            if let Some(pid) = pid {
-                // The script's children share its process group.
-                let _ = tokio::process::Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{pid}")])
-                    .stderr(Stdio::null())
-                    .status()
-                    .await;
-            }
-            Err(AutorunError::Timeout {
-                path,
-                secs: timeout.as_secs(),
-            })
-        }
+        Err(NotFinished::Start(e)) => Err(start(e)),
+        Err(NotFinished::TimedOut) => Err(AutorunError::Timeout {
+            path,
+            secs: timeout.as_secs(),
+        }),
     }
-}
-
-fn excerpt(b: &[u8]) -> String {
-    let mut s = String::from_utf8_lossy(&b[..b.len().min(MAX_LOGGED_OUTPUT)]).into_owned();
-    if b.len() > MAX_LOGGED_OUTPUT {
-        s.push_str("…(truncated)");
-    }
-    s
 }
 
 /// Build a zip in memory (tests, and the tenant side if it wants one).

@@ -23,10 +23,10 @@
 //! the payload's `autorun.sh` is, since zip payloads carry no modes; Python actions through
 //! `shim.py` (its `legacy-python-actions` feature) are not supported.
 
+use crate::script::NotFinished;
 use crate::secure_mount::set_mode;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -42,8 +42,6 @@ pub const DEFAULT_ACTIONS_DIR: &str = "/usr/libexec/keylime";
 pub const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Notice ids the replay record keeps.
 pub const MAX_SEEN: usize = 1024;
-/// Output of an action kept per stream.
-const MAX_OUTPUT: usize = 16 * 1024;
 
 /// What the agent config decides (rust-keylime's keys in brackets).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,49 +358,21 @@ async fn run_one(
         }
     };
     tracing::info!(action = name, path = %path.display(), "running revocation action");
-    // Through `sh` like autorun.sh, so that a script without `#!` runs too.
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg("\"$0\" \"$1\"")
-        .arg(&path)
-        .arg(&json_path)
-        .current_dir(work_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
-    outcome.status = match child {
-        Err(e) => start_failed(e.to_string()),
-        Ok(child) => {
-            let pid = child.id();
-            match tokio::time::timeout(timeout, child.wait_with_output()).await {
-                Ok(Ok(out)) => {
-                    outcome.stdout = excerpt(&out.stdout);
-                    outcome.stderr = excerpt(&out.stderr);
-                    if out.status.success() {
-                        ActionStatus::Succeeded
-                    } else {
-                        ActionStatus::Failed {
-                            code: out.status.code(),
-                        }
-                    }
-                }
-                Ok(Err(e)) => start_failed(e.to_string()),
-                Err(_) => {
-                    if let Some(pid) = pid {
-                        // Its children share the process group.
-                        let _ = tokio::process::Command::new("kill")
-                            .args(["-KILL", "--", &format!("-{pid}")])
-                            .stderr(Stdio::null())
-                            .status()
-                            .await;
-                    }
-                    ActionStatus::TimedOut { after: timeout }
+    let args = [json_path.as_os_str()];
+    outcome.status = match crate::script::run(&path, &args, work_dir, timeout).await {
+        Ok(out) => {
+            outcome.stdout = out.stdout;
+            outcome.stderr = out.stderr;
+            if out.status.success() {
+                ActionStatus::Succeeded
+            } else {
+                ActionStatus::Failed {
+                    code: out.status.code(),
                 }
             }
         }
+        Err(NotFinished::Start(e)) => start_failed(e.to_string()),
+        Err(NotFinished::TimedOut) => ActionStatus::TimedOut { after: timeout },
     };
     let _ = tokio::fs::remove_file(&json_path).await;
     outcome
@@ -420,14 +390,6 @@ async fn write_message_file(dir: &Path, msg: &str) -> std::io::Result<PathBuf> {
         .await?;
     tokio::io::AsyncWriteExt::write_all(&mut file, msg.as_bytes()).await?;
     Ok(path)
-}
-
-fn excerpt(b: &[u8]) -> String {
-    let mut s = String::from_utf8_lossy(&b[..b.len().min(MAX_OUTPUT)]).into_owned();
-    if b.len() > MAX_OUTPUT {
-        s.push_str("…(truncated)");
-    }
-    s
 }
 
 fn log_outcome(o: &ActionOutcome) {
