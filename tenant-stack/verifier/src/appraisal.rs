@@ -98,7 +98,6 @@ pub fn required_pcrs(policy: &TpmPolicy) -> Result<Vec<u8>, Failure> {
     Ok(pcrs)
 }
 
-/// Appraise `resp`, the answer to our request with `nonce`, against what is stored for `agent`.
 /// The agent's AK as a verifying key, or the failure that makes its quotes uncheckable.
 pub fn load_ak(agent: &StoredAgent) -> Result<VerifyingKey, Failure> {
     parse_ak(&agent.ak_tpm).map_err(|why| {
@@ -109,8 +108,11 @@ pub fn load_ak(agent: &StoredAgent) -> Result<VerifyingKey, Failure> {
     })
 }
 
+/// Appraise `resp`, the answer to our request with `nonce`, against what is stored for `agent`
+/// and its `tpm_policy` (parsed once per poll by the caller).
 pub fn appraise(
     agent: &StoredAgent,
+    policy: &TpmPolicy,
     ak: &VerifyingKey,
     nonce: &str,
     resp: &QuoteResponse,
@@ -159,9 +161,7 @@ pub fn appraise(
             ),
         ));
     }
-    let policy = TpmPolicy::parse(&agent.tpm_policy)
-        .map_err(|e| Failure::new("quote_validation.bad_policy", e.to_string()))?;
-    let required = required_pcrs(&policy)?;
+    let required = required_pcrs(policy)?;
     let verified = quote
         .verify(ak, nonce.as_bytes(), &required)
         .map_err(|e| quote_failure(e, nonce))?;

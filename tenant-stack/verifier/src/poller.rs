@@ -53,16 +53,21 @@ pub struct PollSettings {
 }
 
 impl PollSettings {
-    /// `common/retry.py:retry_time`.
     fn retry_delay(&self, n: u32) -> Duration {
-        let secs = if self.exponential_backoff && self.retry_interval > 1.0 {
-            self.retry_interval
-                .powi(i32::try_from(n).unwrap_or(i32::MAX))
-        } else {
-            self.retry_interval
-        };
-        Duration::from_secs_f64(secs.min(86_400.0))
+        retry_time(self.retry_interval, self.exponential_backoff, n)
     }
+}
+
+/// Upstream's `common/retry.py:retry_time`: the wait before retry `n` — `interval ** n` with
+/// exponential back-off (when `interval` > 1), else `interval`; at most a day. Polls and
+/// webhook deliveries back off alike.
+pub(crate) fn retry_time(interval: f64, exponential: bool, n: u32) -> Duration {
+    let secs = if exponential && interval > 1.0 {
+        interval.powi(i32::try_from(n).unwrap_or(i32::MAX))
+    } else {
+        interval
+    };
+    Duration::from_secs_f64(secs.clamp(0.0, 86_400.0))
 }
 
 /// Handle to the scheduler (see `scheduler.rs`): queue an agent's next step, or hint it.
@@ -309,7 +314,7 @@ async fn judge(
 ) -> Result<Judged, DbError> {
     let good = match ctx
         .ak(agent)
-        .and_then(|ak| appraise(agent, &ak, nonce, resp))
+        .and_then(|ak| appraise(agent, policy, &ak, nonce, resp))
     {
         Ok(good) => good,
         Err(f) => return Ok(Judged::Invalid(f)),

@@ -87,15 +87,9 @@ struct Webhook {
 }
 
 impl Webhook {
-    /// `common/retry.py:retry_time`, as the poller's `PollSettings::retry_delay`.
+    /// The poller's back-off (`poller::retry_time`).
     fn retry_delay(&self, n: u32) -> Duration {
-        let secs = if self.exponential_backoff && self.retry_interval > 1.0 {
-            self.retry_interval
-                .powi(i32::try_from(n).unwrap_or(i32::MAX))
-        } else {
-            self.retry_interval
-        };
-        Duration::from_secs_f64(secs.clamp(0.0, 86_400.0))
+        crate::poller::retry_time(self.retry_interval, self.exponential_backoff, n)
     }
 }
 
