@@ -203,11 +203,12 @@ impl ImaKey {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair};
 
+    /// A fresh P-256 key pair and its SubjectPublicKeyInfo (DER), for the IMA key tests.
     pub(crate) fn ec_key() -> (EcdsaKeyPair, Vec<u8>) {
         let kp = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
         let spki = kp.public_key().as_der().unwrap().as_ref().to_vec();

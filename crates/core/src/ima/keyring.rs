@@ -149,14 +149,7 @@ impl Serialize for PreserveOrder<'_> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use aws_lc_rs::encoding::AsDer;
-    use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
-
-    pub(crate) fn ec_key() -> (EcdsaKeyPair, Vec<u8>) {
-        let kp = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
-        let spki = kp.public_key().as_der().unwrap().as_ref().to_vec();
-        (kp, spki)
-    }
+    use crate::ima::key::tests::ec_key;
 
     #[test]
     fn policy_keyring_json_round_trips() {

@@ -112,17 +112,12 @@ pub fn signature_v2(hash_algo_id: u8, keyid: u32, sig: &[u8]) -> Vec<u8> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::ima::key::tests::ec_key;
     use crate::ima::key::ImaKey;
     use aws_lc_rs::digest;
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::rand::SystemRandom;
-    use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
-
-    pub(crate) fn ec_key() -> (EcdsaKeyPair, Vec<u8>) {
-        let kp = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
-        let spki = kp.public_key().as_der().unwrap().as_ref().to_vec();
-        (kp, spki)
-    }
+    use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair};
 
     #[test]
     fn ecdsa_and_rsa_signatures_verify() {
