@@ -21,8 +21,19 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 /// Every certificate in a PEM file (a chain: end entity first), each parsed as X.509.
 pub fn load_certs(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>> {
     let path = path.as_ref();
-    let bytes = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
+    let certs = pem_certs(&read(path)?, path)?;
+    for cert in &certs {
+        x509_parser::parse_x509_certificate(cert).map_err(|e| TlsError::BadCertificate {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(certs)
+}
+
+/// The CERTIFICATE blocks of PEM text (at least one); `path` names the source in errors.
+fn pem_certs(pem_text: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem_text)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem {
             path: path.into(),
@@ -30,12 +41,6 @@ pub fn load_certs(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>
         })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { path: path.into() });
-    }
-    for cert in &certs {
-        x509_parser::parse_x509_certificate(cert).map_err(|e| TlsError::BadCertificate {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
     }
     Ok(certs)
 }
@@ -73,15 +78,7 @@ pub fn load_roots<P: AsRef<Path>>(paths: &[P]) -> Result<RootCertStore> {
 /// `what` names the source in errors.
 pub fn roots_from_pem(pem_text: &str, what: &str) -> Result<RootCertStore> {
     let path = Path::new(what);
-    let certs = CertificateDer::pem_slice_iter(pem_text.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
-            path: path.into(),
-            source,
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate { path: path.into() });
-    }
+    let certs = pem_certs(pem_text.as_bytes(), path)?;
     let mut roots = RootCertStore::empty();
     for cert in certs {
         roots.add(cert).map_err(|source| TlsError::BadTrustAnchor {
