@@ -129,12 +129,12 @@ run_once() { # MODE(polled|event) I
 
   # Wait for Get Quote with a count, tamper right after the next increment, then look every 2 ms,
   # all on one kept-alive mTLS connection (ci/detect-probe.py says why).
-  local n0 probe t_tamper t_ioctl t_api st line
+  local n0 probe t_tamper t_end t_api st line
   n0=$(failed_lines)
   probe=$(python3 "$repo/ci/detect-probe.py" "$vtls" "$v_ver_port" "/v2.5/agents/$uuid" \
     "$timeout" "$detect_timeout" -- tpm2_pcrextend -T "$tcti" "15:sha256=$(tamper_digest "$mode-$i")") ||
     fail "$mode run $i: the tamper probe failed (above)"
-  read -r t_tamper t_ioctl t_api st <<<"$probe"
+  read -r t_tamper t_end t_api st <<<"$probe"
   if [ "$t_api" = stuck ]; then
     diagnose "$agent" "$agent_port"
     fail "$mode run $i: the verifier did not catch the PCR change within ${detect_timeout}s"
@@ -153,7 +153,7 @@ run_once() { # MODE(polled|event) I
     [ "$(now_ms)" -lt "$deadline" ] || fail "$mode: the webhook got no revocation notice for $uuid"
     sleep 0.01
   done
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$t_tamper" "$t_ioctl" "$t_api" "${line%% *}" "$t_hook" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$t_tamper" "$t_end" "$t_api" "${line%% *}" "$t_hook" >>"$results"
   log "$mode run $i: API saw state $st after $(( (t_api - t_tamper) / 1000 )) ms; verifier: ${line:0:160}"
 
   tls_curl "$vtls" "$ver_url" -X DELETE -o /dev/null || true
@@ -180,7 +180,7 @@ for line in open(path):
     data.setdefault((mode, "log"), []).append((tlog - t1) / 1000)
     data.setdefault((mode, "api"), []).append((tapi - t1) / 1000)
     data.setdefault((mode, "hook"), []).append((int(thook) - t1) / 1000)
-    data.setdefault((mode, "ioctl"), []).append((t1 - t0) / 1000)
+    data.setdefault((mode, "tamper"), []).append((t1 - t0) / 1000)
 names = {"polled": "polled (quote_interval %g s)" % qi, "event": f"event-driven (hint, PCR read every {poll} ms)"}
 rows = []
 for mode in ("polled", "event"):
@@ -190,7 +190,7 @@ for mode in ("polled", "event"):
         v = data.get((mode, metric), [])
         if v:
             rows.append((f"{names[mode]}: {what}", statistics.median(v), min(v), max(v)))
-v = data.get(("polled", "ioctl"), []) + data.get(("event", "ioctl"), [])
+v = data.get(("polled", "tamper"), []) + data.get(("event", "tamper"), [])
 rows.append(("tpm2_pcrextend run time (start-up, D-Bus connection, extend; before the figures above)",
              statistics.median(v), min(v), max(v)))
 print()
